@@ -1,0 +1,758 @@
+//! Case files (`cases/<area>/<name>.toml`): one conformance test each.
+//!
+//! The raw schema (`raw` module) mirrors the TOML with `deny_unknown_fields`; [`Case`] is the
+//! validated model the runner executes. `cases/README.md` documents every field.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::counters;
+use crate::errno;
+use crate::source::{KeyPath, Source, SpecError, SpecErrors};
+use crate::topology::{SysctlValue, Topology, check_sysctl_name, list};
+use crate::units::{IntOrString, parse_duration, parse_size};
+
+mod raw {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Case {
+        pub summary: String,
+        pub topology: String,
+        #[serde(default)]
+        pub tags: Vec<String>,
+        pub timeout: Option<IntOrString>,
+        #[serde(default)]
+        pub requires: Vec<String>,
+        #[serde(default)]
+        pub serial: bool,
+        pub xfail: Option<XFail>,
+        #[serde(default)]
+        pub hosts: BTreeMap<String, Host>,
+        #[serde(default)]
+        pub connections: Vec<Connection>,
+        #[serde(default)]
+        pub expect: BTreeMap<String, Expect>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct XFail {
+        pub reason: String,
+        pub link: Option<String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Host {
+        #[serde(default)]
+        pub sysctls: BTreeMap<String, SysctlValue>,
+        pub pm_type: Option<String>,
+        pub limits: Option<Limits>,
+        #[serde(default)]
+        pub endpoints: Vec<Endpoint>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Limits {
+        pub add_addr_accepted: Option<u32>,
+        pub subflows: Option<u32>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Endpoint {
+        pub addr: String,
+        pub id: Option<u8>,
+        #[serde(default)]
+        pub flags: Vec<String>,
+        pub port: Option<u16>,
+        pub dev: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Connection {
+        pub name: Option<String>,
+        pub client: String,
+        pub server: String,
+        pub connect: String,
+        pub port: Option<u16>,
+        pub listen: Option<String>,
+        pub client_proto: Option<String>,
+        pub server_proto: Option<String>,
+        pub upload: Option<IntOrString>,
+        pub download: Option<IntOrString>,
+        pub error: Option<ExpectedError>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ExpectedError {
+        pub at: String,
+        pub errno: String,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Expect {
+        #[serde(default)]
+        pub counters: BTreeMap<String, RawCounter>,
+        pub strict: Option<bool>,
+    }
+}
+
+/// A counter expectation as written: `3`, `"any"`, or `{ eq = 3 }` / `{ ge = 1, le = 4 }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawCounter {
+    /// A bare integer.
+    Int(i64),
+    /// A word (`"any"`).
+    Word(String),
+    /// A table with `eq`, `ge`, `le`.
+    Table { eq: Option<i64>, ge: Option<i64>, le: Option<i64>, unknown: Vec<String> },
+}
+
+impl<'de> Deserialize<'de> for RawCounter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawCounter;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer, \"any\", or a table like { ge = 1, le = 3 }")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawCounter, E> {
+                Ok(RawCounter::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawCounter, E> {
+                i64::try_from(v).map(RawCounter::Int).map_err(E::custom)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawCounter, E> {
+                Ok(RawCounter::Word(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<RawCounter, A::Error> {
+                let (mut eq, mut ge, mut le, mut unknown) = (None, None, None, Vec::new());
+                while let Some(k) = m.next_key::<String>()? {
+                    let v: i64 = m.next_value()?;
+                    match k.as_str() {
+                        "eq" => eq = Some(v),
+                        "ge" => ge = Some(v),
+                        "le" => le = Some(v),
+                        _ => unknown.push(k),
+                    }
+                }
+                Ok(RawCounter::Table { eq, ge, le, unknown })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// What a counter's delta must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CounterExpect {
+    /// Exactly this value.
+    Eq(i64),
+    /// Within `[min, max]` (either bound optional).
+    Range { min: Option<i64>, max: Option<i64> },
+    /// Any value: names the counter (exempting it from the strict rule) without a bound.
+    Any,
+}
+
+impl CounterExpect {
+    /// Whether an observed delta satisfies the expectation.
+    pub fn matches(&self, v: i64) -> bool {
+        match *self {
+            CounterExpect::Eq(e) => v == e,
+            CounterExpect::Range { min, max } => min.is_none_or(|m| v >= m) && max.is_none_or(|m| v <= m),
+            CounterExpect::Any => true,
+        }
+    }
+}
+
+impl std::fmt::Display for CounterExpect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            CounterExpect::Eq(e) => write!(f, "{e}"),
+            CounterExpect::Range { min: Some(a), max: Some(b) } => write!(f, "{a}..={b}"),
+            CounterExpect::Range { min: Some(a), max: None } => write!(f, ">= {a}"),
+            CounterExpect::Range { min: None, max: Some(b) } => write!(f, "<= {b}"),
+            CounterExpect::Range { min: None, max: None } | CounterExpect::Any => f.write_str("any"),
+        }
+    }
+}
+
+/// Which path manager a host runs (`net.mptcp.pm_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PmType {
+    /// The in-kernel PM (0).
+    Kernel,
+    /// The userspace PM (1).
+    Userspace,
+}
+
+/// PM limits (`ip mptcp limits set add_addr_accepted N subflows M`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// `add_addr_accepted` (the kernel's `rcv_add_addrs`).
+    pub add_addr_accepted: Option<u32>,
+    /// `subflows`.
+    pub subflows: Option<u32>,
+}
+
+/// Endpoint flag words as `ip mptcp endpoint` writes them.
+pub const ENDPOINT_FLAGS: &[&str] = &["signal", "subflow", "backup", "fullmesh", "implicit", "laminar"];
+
+/// An endpoint to add (`ip mptcp endpoint add <addr> [id N] [port P] [dev D] <flags>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Address.
+    pub addr: IpAddr,
+    /// Explicit id.
+    pub id: Option<u8>,
+    /// Flag words, validated against [`ENDPOINT_FLAGS`].
+    pub flags: Vec<String>,
+    /// Port (signal endpoints: a PM listener).
+    pub port: Option<u16>,
+    /// Interface name in the host.
+    pub dev: Option<String>,
+}
+
+/// Per-host setup, applied after the topology is built and before traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostSetup {
+    /// Sysctls (after the topology's).
+    pub sysctls: Vec<(String, String)>,
+    /// Path manager type.
+    pub pm_type: Option<PmType>,
+    /// PM limits.
+    pub limits: Option<Limits>,
+    /// Endpoints, added in order.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Socket protocol of one side of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// IPPROTO_MPTCP.
+    Mptcp,
+    /// Plain TCP.
+    Tcp,
+}
+
+/// Where a connection is expected to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `socket()` on the client.
+    Socket,
+    /// `socket()`/`bind()`/`listen()` on the server.
+    Listen,
+    /// `connect()` on the client.
+    Connect,
+}
+
+/// The expected failure of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedError {
+    /// Which call fails.
+    pub at: Stage,
+    /// With which errno.
+    pub errno: i32,
+}
+
+/// One MPTCP (or TCP) connection with a bidirectional, integrity-checked transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// Name for reports (`conn0` ...).
+    pub name: String,
+    /// Host that connects.
+    pub client: String,
+    /// Host that listens.
+    pub server: String,
+    /// Address the client connects to.
+    pub connect: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Address the listener binds.
+    pub listen: IpAddr,
+    /// Client socket protocol.
+    pub client_proto: Proto,
+    /// Server socket protocol.
+    pub server_proto: Proto,
+    /// Bytes client -> server.
+    pub upload: u64,
+    /// Bytes server -> client.
+    pub download: u64,
+    /// Expected failure instead of a transfer.
+    pub error: Option<ExpectedError>,
+}
+
+/// Expectations on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostExpect {
+    /// Counter deltas by nstat name.
+    pub counters: BTreeMap<String, CounterExpect>,
+    /// Whether the strict-counter rule applies (default true).
+    pub strict: bool,
+}
+
+/// A known-broken case: reported as xfail, never deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XFail {
+    /// What is broken.
+    pub reason: String,
+    /// A link to the report or fix.
+    pub link: Option<String>,
+}
+
+/// A validated case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Case {
+    /// Trial name from the path: `connect::v4_basic`.
+    pub id: String,
+    /// One line on what it checks (and the upstream subtest name).
+    pub summary: String,
+    /// Its topology.
+    pub topology: Topology,
+    /// Tags for filtering.
+    pub tags: Vec<String>,
+    /// Deadline for the whole case before slowness scaling.
+    pub timeout: Duration,
+    /// Capabilities the case needs (besides those inferred).
+    pub requires: Vec<String>,
+    /// Must not run beside other cases.
+    pub serial: bool,
+    /// Known-broken.
+    pub xfail: Option<XFail>,
+    /// Setup per host.
+    pub hosts: BTreeMap<String, HostSetup>,
+    /// Connections.
+    pub connections: Vec<Connection>,
+    /// Expectations per host; every topology host is present (default: strict, no counters).
+    pub expect: BTreeMap<String, HostExpect>,
+}
+
+/// The trial name of a case file: its path below `cases/` with `::` separators.
+pub fn case_id(cases_dir: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(cases_dir).unwrap_or(file);
+    let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    if let Some(last) = parts.last_mut()
+        && let Some(stem) = last.strip_suffix(".toml")
+    {
+        *last = stem.to_owned();
+    }
+    parts.join("::")
+}
+
+impl Case {
+    /// Loads and validates a case file, resolving its topology in `topo_dir`.
+    pub fn load(cases_dir: &Path, file: &Path, topo_dir: &Path) -> Result<Case, SpecErrors> {
+        let src = Source::read(file)?;
+        let id = case_id(cases_dir, file);
+        Case::from_source(id, &src, &|name| Topology::load(topo_dir, name))
+    }
+
+    /// Validates a case from its source; `topo` resolves a topology name.
+    pub fn from_source(
+        id: String,
+        src: &Source,
+        topo: &dyn Fn(&str) -> Result<Topology, SpecErrors>,
+    ) -> Result<Case, SpecErrors> {
+        let raw: raw::Case = src.deserialize()?;
+        let root = KeyPath::root();
+        let topology = match topo(&raw.topology) {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = match e.0.first() {
+                    Some(first) if first.message.starts_with("cannot read") => {
+                        format!("unknown topology {:?} ({})", raw.topology, first.message)
+                    }
+                    _ => format!("topology {:?} is invalid:\n{e}", raw.topology),
+                };
+                return Err(SpecErrors(vec![src.error(root.key("topology"), msg)]));
+            }
+        };
+        let mut errs = Vec::new();
+        let case = validate(id, raw, topology, src, &mut errs);
+        if errs.is_empty() { Ok(case) } else { Err(SpecErrors(errs)) }
+    }
+}
+
+fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: &mut Vec<SpecError>) -> Case {
+    let root = KeyPath::root();
+    let host_check = |name: &str, at: KeyPath, errs: &mut Vec<SpecError>| {
+        if !topology.hosts.contains_key(name) {
+            errs.push(src.error(at, format!(
+                "unknown host {name:?}; topology {:?} has: {}", topology.name, list(topology.hosts.keys())
+            )));
+        }
+    };
+
+    let timeout = match &raw.timeout {
+        None => Duration::from_secs(30),
+        Some(t) => parse_duration(&t.0).unwrap_or_else(|e| {
+            errs.push(src.error(root.key("timeout"), e));
+            Duration::from_secs(30)
+        }),
+    };
+    if raw.summary.trim().is_empty() {
+        errs.push(src.error(root.key("summary"), "a case needs a one-line summary"));
+    }
+
+    let mut hosts = BTreeMap::new();
+    for (name, h) in &raw.hosts {
+        let hp = root.key("hosts").key(name);
+        host_check(name, hp.clone(), errs);
+        let mut setup = HostSetup::default();
+        for (k, v) in &h.sysctls {
+            check_sysctl_name(k, &hp.key("sysctls").key(k), src, errs);
+            setup.sysctls.push((k.clone(), v.0.clone()));
+        }
+        setup.pm_type = match h.pm_type.as_deref() {
+            None => None,
+            Some("kernel") | Some("in-kernel") => Some(PmType::Kernel),
+            Some("userspace") => Some(PmType::Userspace),
+            Some(other) => {
+                errs.push(src.error(hp.key("pm_type"), format!("expected \"kernel\" or \"userspace\", found {other:?}")));
+                None
+            }
+        };
+        setup.limits = h.limits.as_ref().map(|l| Limits { add_addr_accepted: l.add_addr_accepted, subflows: l.subflows });
+        for (i, e) in h.endpoints.iter().enumerate() {
+            let ep = hp.key("endpoints").index(i);
+            let addr = match e.addr.parse::<IpAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    errs.push(src.error(ep.key("addr"), format!("{:?} is not an IPv4 or IPv6 address", e.addr)));
+                    continue;
+                }
+            };
+            for (j, f) in e.flags.iter().enumerate() {
+                if !ENDPOINT_FLAGS.contains(&f.as_str()) {
+                    errs.push(src.error(ep.key("flags").index(j), format!(
+                        "unknown endpoint flag {f:?}; expected one of {}", ENDPOINT_FLAGS.join(", ")
+                    )));
+                }
+            }
+            if let Some(dev) = &e.dev
+                && !topology.interfaces(name).any(|i| &i.ifname == dev)
+                && dev != "lo"
+            {
+                errs.push(src.error(ep.key("dev"), format!("host {name:?} has no interface {dev:?}")));
+            }
+            setup.endpoints.push(Endpoint { addr, id: e.id, flags: e.flags.clone(), port: e.port, dev: e.dev.clone() });
+        }
+        hosts.insert(name.clone(), setup);
+    }
+
+    let mut connections = Vec::new();
+    for (i, c) in raw.connections.iter().enumerate() {
+        let cp = root.key("connections").index(i);
+        host_check(&c.client, cp.key("client"), errs);
+        host_check(&c.server, cp.key("server"), errs);
+        let connect = match c.connect.parse::<IpAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                errs.push(src.error(cp.key("connect"), format!("{:?} is not an IPv4 or IPv6 address", c.connect)));
+                continue;
+            }
+        };
+        let plain = match connect {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(connect),
+            v4 => v4,
+        };
+        if !plain.is_loopback() && topology.owner_of(plain).is_some_and(|o| o != c.server) {
+            errs.push(src.error(cp.key("connect"), format!(
+                "{connect} belongs to host {:?}, not to the server {:?}", topology.owner_of(plain).unwrap_or_default(), c.server
+            )));
+        }
+        let listen = match c.listen.as_deref() {
+            None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            Some(l) => l.parse().unwrap_or_else(|_| {
+                errs.push(src.error(cp.key("listen"), format!("{l:?} is not an IPv4 or IPv6 address")));
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            }),
+        };
+        let mut proto = |v: &Option<String>, key: &str| match v.as_deref() {
+            None | Some("mptcp") => Proto::Mptcp,
+            Some("tcp") => Proto::Tcp,
+            Some(o) => {
+                errs.push(src.error(cp.key(key), format!("expected \"mptcp\" or \"tcp\", found {o:?}")));
+                Proto::Mptcp
+            }
+        };
+        let client_proto = proto(&c.client_proto, "client_proto");
+        let server_proto = proto(&c.server_proto, "server_proto");
+        let mut size = |v: &Option<IntOrString>, key: &str| match v {
+            None => 1024,
+            Some(s) => parse_size(&s.0).unwrap_or_else(|e| {
+                errs.push(src.error(cp.key(key), e));
+                0
+            }),
+        };
+        let upload = size(&c.upload, "upload");
+        let download = size(&c.download, "download");
+        let error = c.error.as_ref().and_then(|e| {
+            let at = match e.at.as_str() {
+                "socket" => Some(Stage::Socket),
+                "listen" => Some(Stage::Listen),
+                "connect" => Some(Stage::Connect),
+                o => {
+                    errs.push(src.error(cp.key("error").key("at"), format!("expected \"socket\", \"listen\" or \"connect\", found {o:?}")));
+                    None
+                }
+            };
+            let n = errno::by_name(&e.errno);
+            if n.is_none() {
+                errs.push(src.error(cp.key("error").key("errno"), format!("unknown errno name {:?} (e.g. \"ECONNREFUSED\")", e.errno)));
+            }
+            Some(ExpectedError { at: at?, errno: n? })
+        });
+        let port = c.port.unwrap_or(10000 + u16::try_from(i).unwrap_or(0));
+        if port == 0 {
+            errs.push(src.error(cp.key("port"), "port 0 is not a port"));
+        }
+        connections.push(Connection {
+            name: c.name.clone().unwrap_or_else(|| format!("conn{i}")),
+            client: c.client.clone(),
+            server: c.server.clone(),
+            connect,
+            port,
+            listen,
+            client_proto,
+            server_proto,
+            upload,
+            download,
+            error,
+        });
+    }
+
+    let mut expect: BTreeMap<String, HostExpect> = topology
+        .hosts
+        .keys()
+        .map(|h| (h.clone(), HostExpect { counters: BTreeMap::new(), strict: true }))
+        .collect();
+    for (name, e) in &raw.expect {
+        let ep = root.key("expect").key(name);
+        host_check(name, ep.clone(), errs);
+        let mut counters = BTreeMap::new();
+        for (cname, v) in &e.counters {
+            let at = ep.key("counters").key(cname);
+            if !counters::is_known(cname) {
+                let hint = counters::suggest(cname).map(|s| format!("; did you mean {s:?}?")).unwrap_or_default();
+                errs.push(src.error(at.clone(), format!("unknown counter {cname:?} (expected an MPTcpExt*, TcpExt* or Tcp* name as nstat prints it){hint}")));
+                continue;
+            }
+            let ce = match v {
+                RawCounter::Int(n) => CounterExpect::Eq(*n),
+                RawCounter::Word(w) if w == "any" => CounterExpect::Any,
+                RawCounter::Word(w) => {
+                    errs.push(src.error(at, format!("expected an integer, \"any\" or a table, found {w:?}")));
+                    continue;
+                }
+                RawCounter::Table { eq, ge, le, unknown } => {
+                    if !unknown.is_empty() {
+                        errs.push(src.error(at.clone(), format!("unknown key(s) {} (expected eq, ge, le)", unknown.join(", "))));
+                    }
+                    match (eq, ge, le) {
+                        (Some(e), None, None) => CounterExpect::Eq(*e),
+                        (None, min, max) if min.is_some() || max.is_some() => {
+                            if let (Some(a), Some(b)) = (min, max)
+                                && a > b
+                            {
+                                errs.push(src.error(at.clone(), format!("empty range: ge = {a} > le = {b}")));
+                            }
+                            CounterExpect::Range { min: *min, max: *max }
+                        }
+                        _ => {
+                            errs.push(src.error(at, "expected either `eq`, or `ge` and/or `le`"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            counters.insert(cname.clone(), ce);
+        }
+        if let Some(slot) = expect.get_mut(name) {
+            slot.counters = counters;
+            slot.strict = e.strict.unwrap_or(true);
+        }
+    }
+
+    Case {
+        id,
+        summary: raw.summary,
+        topology,
+        tags: raw.tags,
+        timeout,
+        requires: raw.requires,
+        serial: raw.serial,
+        xfail: raw.xfail.map(|x| XFail { reason: x.reason, link: x.link }),
+        hosts,
+        connections,
+        expect,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Source;
+
+    const TOPO: &str = r#"
+summary = "pair"
+[hosts.server]
+[hosts.client]
+[[links]]
+a = { host = "server", ifname = "eth1", addrs = ["10.0.1.1/24", "dead:beef:1::1/64"] }
+b = { host = "client", ifname = "eth1", addrs = ["10.0.1.2/24", "dead:beef:1::2/64"] }
+"#;
+
+    fn topo(name: &str) -> Result<Topology, SpecErrors> {
+        if name == "pair" {
+            Topology::from_source("pair", &Source::new("topologies/pair.toml", TOPO))
+        } else {
+            Err(SpecErrors(vec![SpecError {
+                file: format!("topologies/{name}.toml").into(),
+                line: None,
+                key: KeyPath::root(),
+                message: "cannot read the file: No such file or directory (os error 2)".into(),
+            }]))
+        }
+    }
+
+    fn load(text: &str) -> Result<Case, SpecErrors> {
+        Case::from_source("t::case".into(), &Source::new("cases/t/case.toml", text), &topo)
+    }
+
+    const GOOD: &str = r#"
+summary = "one MPTCP connection"
+topology = "pair"
+[hosts.client]
+limits = { subflows = 1 }
+endpoints = [{ addr = "10.0.1.2", flags = ["subflow"], dev = "eth1" }]
+[[connections]]
+client = "client"
+server = "server"
+connect = "10.0.1.1"
+upload = "4KiB"
+[expect.server.counters]
+MPTcpExtMPCapableSYNRX = 1
+MPTcpExtMPCapableACKRX = { ge = 1, le = 2 }
+[expect.client]
+counters = { MPTcpExtMPTCPRetrans = "any" }
+strict = false
+"#;
+
+    #[test]
+    fn a_valid_case() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.connections[0].upload, 4096);
+        assert_eq!(c.connections[0].download, 1024);
+        assert_eq!(c.connections[0].port, 10000);
+        assert_eq!(c.connections[0].listen, "::".parse::<IpAddr>().unwrap());
+        assert_eq!(c.expect["server"].counters["MPTcpExtMPCapableSYNRX"], CounterExpect::Eq(1));
+        assert_eq!(
+            c.expect["server"].counters["MPTcpExtMPCapableACKRX"],
+            CounterExpect::Range { min: Some(1), max: Some(2) }
+        );
+        assert!(c.expect["server"].strict && !c.expect["client"].strict);
+        assert_eq!(c.hosts["client"].limits.unwrap().subflows, Some(1));
+    }
+
+    fn one_error(text: &str) -> String {
+        let e = load(text).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let e = one_error(&GOOD.replace("upload = \"4KiB\"", "uplaod = \"4KiB\""));
+        assert!(e.starts_with("cases/t/case.toml:11: connections[0].uplaod: unknown field `uplaod`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_located() {
+        let e = one_error(&GOOD.replace("subflows = 1", "subflows = \"one\""));
+        assert!(e.starts_with("cases/t/case.toml:5: hosts.client.limits.subflows: "), "{e}");
+    }
+
+    #[test]
+    fn missing_topology_is_located() {
+        let e = one_error(&GOOD.replace("\"pair\"", "\"nowhere\""));
+        assert!(e.starts_with("cases/t/case.toml:3: topology: unknown topology \"nowhere\""), "{e}");
+    }
+
+    #[test]
+    fn unknown_counter_is_located_with_a_hint() {
+        let e = one_error(&GOOD.replace("MPTcpExtMPCapableSYNRX = 1", "MPTcpExtMPCapableSynRx = 1"));
+        assert!(e.starts_with("cases/t/case.toml:13: expect.server.counters.MPTcpExtMPCapableSynRx: unknown counter"), "{e}");
+        assert!(e.contains("did you mean \"MPTcpExtMPCapableSYNRX\""), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let bad = GOOD
+            .replace("client = \"client\"", "client = \"cleint\"")
+            .replace("flags = [\"subflow\"]", "flags = [\"subflw\"]")
+            .replace("connect = \"10.0.1.1\"", "connect = \"10.0.1.2\"");
+        let e = load(&bad).unwrap_err().to_string();
+        assert!(e.contains(":8: connections[0].client: unknown host \"cleint\""), "{e}");
+        assert!(e.contains(":6: hosts.client.endpoints[0].flags[0]: unknown endpoint flag \"subflw\""), "{e}");
+        assert!(e.contains(":10: connections[0].connect: 10.0.1.2 belongs to host \"client\""), "{e}");
+    }
+
+    #[test]
+    fn expected_errors() {
+        let c = load(&GOOD.replace("upload = \"4KiB\"", "error = { at = \"socket\", errno = \"ENOPROTOOPT\" }")).unwrap();
+        assert_eq!(c.connections[0].error, Some(ExpectedError { at: Stage::Socket, errno: 92 }));
+        let e = one_error(&GOOD.replace("upload = \"4KiB\"", "error = { at = \"socket\", errno = \"ENOPROTO\" }"));
+        assert!(e.contains("connections[0].error.errno: unknown errno name"), "{e}");
+    }
+
+    #[test]
+    fn case_ids_come_from_paths() {
+        assert_eq!(case_id(Path::new("cases"), Path::new("cases/join/subflows/one.toml")), "join::subflows::one");
+    }
+
+    #[test]
+    fn counter_expect_matching() {
+        assert!(CounterExpect::Eq(2).matches(2) && !CounterExpect::Eq(2).matches(3));
+        let r = CounterExpect::Range { min: Some(1), max: None };
+        assert!(r.matches(5) && !r.matches(0));
+        assert_eq!(r.to_string(), ">= 1");
+        assert!(CounterExpect::Any.matches(-4));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A minimal valid case on a one-link topology, for engine tests.
+    pub fn minimal_case() -> Case {
+        let topo = Topology::from_source(
+            "pair",
+            &Source::new(
+                "pair.toml",
+                "summary = \"p\"\n[hosts.server]\n[hosts.client]\n[[links]]\n\
+                 a = { host = \"server\", ifname = \"eth1\", addrs = [\"10.0.1.1/24\"] }\n\
+                 b = { host = \"client\", ifname = \"eth1\", addrs = [\"10.0.1.2/24\"] }\n",
+            ),
+        )
+        .expect("fixture topology");
+        Case::from_source(
+            "t::min".into(),
+            &Source::new("min.toml", "summary = \"m\"\ntopology = \"pair\"\n"),
+            &|_| Ok(topo.clone()),
+        )
+        .expect("fixture case")
+    }
+}

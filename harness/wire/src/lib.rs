@@ -1,0 +1,2 @@
+//! Pure codecs for the kernel interfaces the harness observes (placeholder index; see modules).
+pub mod mib;
