@@ -1,1 +1,27 @@
-//! placeholder
+//! The kernel-facing half of mptcp-conformance: the only crate that touches the kernel.
+//!
+//! Layers, bottom up:
+//!
+//! - [`netns`]: namespaces owned by guards; in-namespace work on short-lived threads; the
+//!   sweeper for leftovers of killed runs.
+//! - [`sysctl`], [`mib`]: per-namespace sysctls and MIB counters.
+//! - [`topology`]: a topology file built over rtnetlink (veth, addresses, routes).
+//! - [`traffic`]: IPPROTO_MPTCP (or TCP) sockets created inside namespaces, bidirectional
+//!   transfers checked byte by byte, every blocking call under a deadline.
+//! - [`case`]: one case's life: probe, build, configure, traffic, observe, judge, tear down.
+//! - [`probe`]: what this machine can run (root, MPTCP), found out at run time.
+//! - [`wait`], [`env`]: deadlines, the polling helper, environment variables.
+//!
+//! The judging itself is pure and lives in `mptcp-spec`; codecs live in `mptcp-wire`.
+
+pub mod case;
+pub mod env;
+pub mod library;
+pub mod mib;
+pub mod netns;
+pub mod pm;
+pub mod probe;
+pub mod sysctl;
+pub mod topology;
+pub mod traffic;
+pub mod wait;

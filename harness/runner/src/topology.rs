@@ -1,0 +1,288 @@
+//! Builds a [`mptcp_spec::Topology`] in the kernel, entirely over rtnetlink.
+//!
+//! Order: one namespace per host; per host the topology's sysctls (IPv6 DAD and rp_filter
+//! must be set before interfaces appear); veth pairs created from the first end's namespace
+//! with the peer placed straight into the second's (`IFLA_NET_NS_FD` in the peer message),
+//! then every interface up; then addresses (IPv6 ones `nodad`), `lo` up, routes. Requests
+//! of one phase are sent together and their acks awaited together.
+//!
+//! Teardown is dropping the [`Topology`]: the namespaces go, and the kernel removes all inside.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+
+use futures::TryStreamExt;
+use futures::future::try_join_all;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use mptcp_spec::topology as spec;
+
+use crate::mib::{MibReadError, MibReader};
+use crate::netns::{Netns, NetnsError};
+use crate::sysctl::{self, SysctlError};
+
+/// A failure while building a topology; names the host, link or route.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// Namespace creation or entry failed.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    /// A sysctl could not be set.
+    #[error(transparent)]
+    Sysctl(#[from] SysctlError),
+    /// Counters could not be opened.
+    #[error(transparent)]
+    Mib(#[from] MibReadError),
+    /// A netlink request was refused.
+    #[error("{what}: {source}")]
+    Netlink { what: String, source: rtnetlink::Error },
+    /// Other I/O.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+/// One live host: its namespace, interfaces and counters.
+#[derive(Debug)]
+pub struct Host {
+    /// Host name from the topology.
+    pub name: String,
+    /// Its namespace.
+    pub ns: Netns,
+    /// Interface indexes by name.
+    pub ifindex: BTreeMap<String, u32>,
+    /// MIB counter reader.
+    pub mib: MibReader,
+}
+
+/// A live topology. Dropping it removes everything.
+#[derive(Debug)]
+pub struct Topology {
+    /// Hosts by name.
+    pub hosts: BTreeMap<String, Host>,
+}
+
+impl Topology {
+    /// Builds `t` in fresh namespaces.
+    pub fn build(t: &spec::Topology) -> Result<Topology, TopologyError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| TopologyError::Io { what: "start a tokio runtime".into(), source: e })?;
+
+        // Namespaces, sysctls, an rtnetlink socket and counter files per host.
+        let mut nss = BTreeMap::new();
+        let mut socks = BTreeMap::new();
+        for (name, h) in &t.hosts {
+            let ns = Netns::new(name)?;
+            sysctl::write_all(&ns, &h.sysctls)?;
+            let fd = ns
+                .run(route_socket)?
+                .map_err(|e| TopologyError::Io { what: format!("open an rtnetlink socket in {}", ns.name()), source: e })?;
+            socks.insert(name.clone(), fd);
+            nss.insert(name.clone(), ns);
+        }
+
+        let ifindex = rt.block_on(async {
+            let mut handles = BTreeMap::new();
+            for (name, fd) in socks {
+                // SAFETY: `fd` is an owned, open netlink socket handed over whole.
+                let sock = unsafe { netlink_sys::TokioSocket::from_raw_fd(fd.into_raw_fd()) };
+                let (conn, handle, _) = rtnetlink::from_socket(sock);
+                tokio::spawn(conn);
+                handles.insert(name, handle);
+            }
+            configure(t, &nss, &handles).await
+        })?;
+
+        let mut hosts = BTreeMap::new();
+        for (name, ns) in nss {
+            let mib = MibReader::open(&ns)?;
+            let ifindex = ifindex.get(&name).cloned().unwrap_or_default();
+            hosts.insert(name.clone(), Host { name, ns, ifindex, mib });
+        }
+        Ok(Topology { hosts })
+    }
+
+    /// A host by name (the case was validated against the topology, so a miss is a bug).
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts.get(name).unwrap_or_else(|| panic!("host {name:?} is not in the built topology"))
+    }
+
+    /// Keeps every namespace (named under /run/netns) and returns `(host, name)` pairs.
+    pub fn keep(self) -> Vec<(String, Result<String, NetnsError>)> {
+        self.hosts.into_iter().map(|(h, host)| (h, host.ns.keep())).collect()
+    }
+}
+
+fn route_socket() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked before being owned.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Connect to the kernel (nl_pid 0) so that plain send() works.
+    // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: `sa` outlives the call and its size is passed.
+    let r = unsafe {
+        libc::connect(fd.as_raw_fd(), (&raw const sa).cast(), std::mem::size_of::<libc::sockaddr_nl>() as u32)
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> TopologyError {
+    let what = what.into();
+    move |source| TopologyError::Netlink { what, source }
+}
+
+async fn configure(
+    t: &spec::Topology,
+    nss: &BTreeMap<String, Netns>,
+    handles: &BTreeMap<String, Handle>,
+) -> Result<BTreeMap<String, BTreeMap<String, u32>>, TopologyError> {
+    // 1. veth pairs, the peer created directly in its namespace. (Neither end can be set up
+    // in the same request: veth opens the peer before the pair is linked, -ENOTCONN.)
+    try_join_all(t.links.iter().map(|l| {
+        let handle = &handles[&l.a.host];
+        let peer_ns = nss[&l.b.host].fd().as_raw_fd();
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new().name(l.b.ifname.clone()).setns_by_fd(peer_ns);
+        let mut link = LinkVeth::new(&l.a.ifname, &l.b.ifname);
+        if let Some(mtu) = l.mtu {
+            link = link.mtu(mtu);
+            peer = peer.mtu(mtu);
+        }
+        let msg = link.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
+        let what = format!("create veth {}:{} <-> {}:{} (ip link add ... type veth peer ... netns ...)", l.a.host, l.a.ifname, l.b.host, l.b.ifname);
+        async move { handle.link().add(msg).execute().await.map_err(nl(what)) }
+    }))
+    .await?;
+
+    // 2. interface indexes per host; every interface (and `lo`) up.
+    let mut ifindex = BTreeMap::new();
+    for (host, handle) in handles {
+        let links: Vec<_> = handle.link().get().execute().try_collect().await.map_err(nl(format!("list links of {host}")))?;
+        let mut map = BTreeMap::new();
+        for l in links {
+            let name = l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            });
+            if let Some(n) = name {
+                map.insert(n, l.header.index);
+            }
+        }
+        try_join_all(map.iter().map(|(name, idx)| {
+            let msg = LinkUnspec::new_with_index(*idx).up().build();
+            let what = format!("{host}: ip link set {name} up");
+            async move { handle.link().set(msg).execute().await.map_err(nl(what)) }
+        }))
+        .await?;
+        ifindex.insert(host.clone(), map);
+    }
+
+    // 3. addresses.
+    let mut addr_reqs = Vec::new();
+    for l in &t.links {
+        for end in [&l.a, &l.b] {
+            let idx = ifindex[&end.host].get(&end.ifname).copied().unwrap_or(0);
+            for a in &end.addrs {
+                addr_reqs.push((end.host.clone(), end.ifname.clone(), idx, *a));
+            }
+        }
+    }
+    for (host, h) in &t.hosts {
+        for a in &h.lo_addrs {
+            addr_reqs.push((host.clone(), "lo".into(), ifindex[host].get("lo").copied().unwrap_or(1), *a));
+        }
+    }
+    try_join_all(addr_reqs.into_iter().map(|(host, ifname, idx, a)| {
+        let mut req = handles[&host].address().add(idx, a.addr, a.prefix);
+        if a.addr.is_ipv6() {
+            req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        let what = format!("{host}: ip addr add {a} dev {ifname}{}", if a.addr.is_ipv6() { " nodad" } else { "" });
+        async move { req.execute().await.map_err(nl(what)) }
+    }))
+    .await?;
+
+    // 4. routes.
+    let mut route_reqs = Vec::new();
+    for (host, h) in &t.hosts {
+        for r in &h.routes {
+            let oif = r.dev.as_ref().and_then(|d| ifindex[host].get(d).copied());
+            let msg = route_message(r, oif);
+            let what = format!("{host}: ip route add {}", describe_route(r));
+            let handle = &handles[host];
+            route_reqs.push(async move { handle.route().add(msg).execute().await.map_err(nl(what)) });
+        }
+    }
+    try_join_all(route_reqs).await?;
+    Ok(ifindex)
+}
+
+fn route_message(r: &spec::Route, oif: Option<u32>) -> netlink_packet_route::route::RouteMessage {
+    macro_rules! common {
+        ($b:expr) => {{
+            let mut b = $b;
+            if let Some(i) = oif {
+                b = b.output_interface(i);
+            }
+            if let Some(m) = r.metric {
+                b = b.priority(m);
+            }
+            if let Some(t) = r.table {
+                b = b.table_id(t);
+            }
+            b.build()
+        }};
+    }
+    if r.v6 {
+        let mut b = RouteMessageBuilder::<std::net::Ipv6Addr>::new();
+        if let Some(d) = r.dst
+            && let IpAddr::V6(a) = d.addr
+        {
+            b = b.destination_prefix(a, d.prefix);
+        }
+        if let Some(IpAddr::V6(g)) = r.via {
+            b = b.gateway(g);
+        }
+        common!(b)
+    } else {
+        let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new();
+        if let Some(d) = r.dst
+            && let IpAddr::V4(a) = d.addr
+        {
+            b = b.destination_prefix(a, d.prefix);
+        }
+        if let Some(IpAddr::V4(g)) = r.via {
+            b = b.gateway(g);
+        }
+        common!(b)
+    }
+}
+
+fn describe_route(r: &spec::Route) -> String {
+    let mut s = r.dst.map_or_else(|| if r.v6 { "default (v6)".to_owned() } else { "default".to_owned() }, |d| d.to_string());
+    if let Some(v) = r.via {
+        s += &format!(" via {v}");
+    }
+    if let Some(d) = &r.dev {
+        s += &format!(" dev {d}");
+    }
+    if let Some(m) = r.metric {
+        s += &format!(" metric {m}");
+    }
+    if let Some(t) = r.table {
+        s += &format!(" table {t}");
+    }
+    s
+}

@@ -1,0 +1,324 @@
+//! Sockets and transfers.
+//!
+//! Sockets are created inside their host's namespace (on a short-lived thread) and used from
+//! any thread afterwards. A transfer sends a deterministic pseudo-random byte stream each way
+//! and the receiver checks every byte against the same stream, so a corruption is reported
+//! with its offset, not just as a hash mismatch. Every blocking step (connect, accept, the
+//! transfer loop) is non-blocking I/O driven by poll(2) with the remaining time of a deadline.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use mptcp_spec::case::Proto;
+use mptcp_spec::errno;
+
+use crate::netns::{Netns, NetnsError};
+use crate::wait::Deadline;
+
+/// A socket call that failed: which host, which call with which arguments, which errno.
+#[derive(Debug, thiserror::Error)]
+pub enum SockError {
+    /// The namespace thread failed.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    /// A system call failed.
+    #[error("{host}: {call}: {}", errno::describe(*errno))]
+    Sys { host: String, call: String, errno: i32 },
+    /// A deadline passed.
+    #[error("{host}: {what}: no progress before the deadline ({detail})")]
+    Timeout { host: String, what: String, detail: String },
+    /// The peer's bytes were not what was sent.
+    #[error("{host}: received data differs from what was sent at byte offset {offset}")]
+    Corrupt { host: String, offset: u64 },
+    /// The stream ended early or carried too much.
+    #[error("{host}: received {got} bytes, expected {want}")]
+    Length { host: String, got: u64, want: u64 },
+}
+
+impl SockError {
+    /// The errno of a failed system call, if that is what this is.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            SockError::Sys { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}
+
+fn sys(host: &str, call: impl Into<String>, e: &io::Error) -> SockError {
+    SockError::Sys { host: host.to_owned(), call: call.into(), errno: e.raw_os_error().unwrap_or(0) }
+}
+
+fn protocol(p: Proto) -> Protocol {
+    match p {
+        Proto::Mptcp => Protocol::MPTCP,
+        Proto::Tcp => Protocol::TCP,
+    }
+}
+
+fn proto_name(p: Proto) -> &'static str {
+    match p {
+        Proto::Mptcp => "IPPROTO_MPTCP",
+        Proto::Tcp => "IPPROTO_TCP",
+    }
+}
+
+fn domain_of(a: IpAddr) -> Domain {
+    if a.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 }
+}
+
+/// Creates a client socket inside `ns` (`socket(family, SOCK_STREAM, proto)`), non-blocking.
+pub fn client_socket(ns: &Netns, host: &str, dst: IpAddr, proto: Proto) -> Result<Socket, SockError> {
+    ns.run(|| {
+        let s = Socket::new(domain_of(dst), Type::STREAM.cloexec(), Some(protocol(proto)))
+            .map_err(|e| sys(host, format!("socket({:?}, SOCK_STREAM, {})", domain_of(dst), proto_name(proto)), &e))?;
+        s.set_nonblocking(true).map_err(|e| sys(host, "fcntl(O_NONBLOCK)", &e))?;
+        Ok(s)
+    })?
+}
+
+/// Creates, binds and listens inside `ns`; an unspecified IPv6 address accepts IPv4 too.
+pub fn listener(ns: &Netns, host: &str, addr: IpAddr, port: u16, proto: Proto) -> Result<Socket, SockError> {
+    ns.run(|| {
+        let sa = SocketAddr::new(addr, port);
+        let s = Socket::new(domain_of(addr), Type::STREAM.cloexec(), Some(protocol(proto)))
+            .map_err(|e| sys(host, format!("socket({:?}, SOCK_STREAM, {})", domain_of(addr), proto_name(proto)), &e))?;
+        s.set_reuse_address(true).map_err(|e| sys(host, "setsockopt(SO_REUSEADDR)", &e))?;
+        if addr.is_ipv6() {
+            s.set_only_v6(false).map_err(|e| sys(host, "setsockopt(IPV6_V6ONLY, 0)", &e))?;
+        }
+        s.bind(&SockAddr::from(sa)).map_err(|e| sys(host, format!("bind({sa})"), &e))?;
+        s.listen(128).map_err(|e| sys(host, format!("listen({sa})"), &e))?;
+        s.set_nonblocking(true).map_err(|e| sys(host, "fcntl(O_NONBLOCK)", &e))?;
+        Ok(s)
+    })?
+}
+
+fn wait_fd(sock: &Socket, flags: PollFlags, deadline: Deadline) -> io::Result<bool> {
+    loop {
+        let mut fds = [PollFd::new(sock.as_fd(), flags)];
+        let t = PollTimeout::from(deadline.poll_timeout_ms(std::time::Duration::from_secs(60)));
+        match poll(&mut fds, t) {
+            Ok(0) => {
+                if deadline.passed() {
+                    return Ok(false);
+                }
+            }
+            Ok(_) => return Ok(true),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `connect()` with a deadline; returns once the connection is established.
+pub fn connect(sock: &Socket, host: &str, dst: SocketAddr, deadline: Deadline) -> Result<(), SockError> {
+    let call = format!("connect({dst})");
+    match sock.connect(&SockAddr::from(dst)) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(sys(host, call, &e)),
+    }
+    if !wait_fd(sock, PollFlags::POLLOUT, deadline).map_err(|e| sys(host, "poll", &e))? {
+        return Err(SockError::Timeout { host: host.into(), what: call, detail: "handshake not complete".into() });
+    }
+    match sock.take_error() {
+        Ok(None) => Ok(()),
+        Ok(Some(e)) => Err(sys(host, call, &e)),
+        Err(e) => Err(sys(host, "getsockopt(SO_ERROR)", &e)),
+    }
+}
+
+/// `accept()` with a deadline; the accepted socket is non-blocking.
+pub fn accept(listener: &Socket, host: &str, deadline: Deadline) -> Result<Socket, SockError> {
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(true).map_err(|e| sys(host, "fcntl(O_NONBLOCK)", &e))?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(sys(host, "accept", &e)),
+        }
+        if !wait_fd(listener, PollFlags::POLLIN, deadline).map_err(|e| sys(host, "poll", &e))? {
+            return Err(SockError::Timeout { host: host.into(), what: "accept".into(), detail: "no connection arrived".into() });
+        }
+    }
+}
+
+/// A deterministic pseudo-random byte stream (xorshift64*), the same on both ends.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    state: u64,
+    word: [u8; 8],
+    used: usize,
+}
+
+impl Pattern {
+    /// The stream for `seed` (any value; 0 is remapped).
+    pub fn new(seed: u64) -> Self {
+        Pattern { state: seed | 1, word: [0; 8], used: 8 }
+    }
+    fn next_byte(&mut self) -> u8 {
+        if self.used == 8 {
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            self.word = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+            self.used = 0;
+        }
+        let b = self.word[self.used];
+        self.used += 1;
+        b
+    }
+    /// Fills `buf` with the next bytes.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next_byte();
+        }
+    }
+    /// Checks `buf` against the next bytes; returns the index of the first difference.
+    pub fn check(&mut self, buf: &[u8]) -> Option<usize> {
+        let mut bad = None;
+        for (i, b) in buf.iter().enumerate() {
+            if self.next_byte() != *b && bad.is_none() {
+                bad = Some(i);
+            }
+        }
+        bad
+    }
+}
+
+/// What one side of a transfer did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// Bytes written.
+    pub sent: u64,
+    /// Bytes read (all checked).
+    pub received: u64,
+}
+
+/// Sends `send` bytes of `Pattern::new(send_seed)`, then shuts down writing; reads until EOF
+/// checking against `Pattern::new(recv_seed)` and expects exactly `recv` bytes.
+pub fn exchange(
+    sock: &mut Socket,
+    host: &str,
+    send: u64,
+    send_seed: u64,
+    recv: u64,
+    recv_seed: u64,
+    deadline: Deadline,
+) -> Result<Transfer, SockError> {
+    let mut tx = Pattern::new(send_seed);
+    let mut rx = Pattern::new(recv_seed);
+    let mut out = vec![0u8; 16 * 1024];
+    let (mut out_off, mut out_len) = (0usize, 0usize);
+    let mut inb = vec![0u8; 64 * 1024];
+    let mut done = Transfer::default();
+    let (mut shut, mut eof) = (false, false);
+    loop {
+        if done.sent == send && out_off == out_len && !shut {
+            sock.shutdown(std::net::Shutdown::Write).map_err(|e| sys(host, "shutdown(SHUT_WR)", &e))?;
+            shut = true;
+        }
+        if shut && eof {
+            break;
+        }
+        let mut flags = PollFlags::empty();
+        if !eof {
+            flags |= PollFlags::POLLIN;
+        }
+        if !shut {
+            flags |= PollFlags::POLLOUT;
+        }
+        let mut fds = [PollFd::new(sock.as_fd(), flags)];
+        let t = PollTimeout::from(deadline.poll_timeout_ms(std::time::Duration::from_secs(60)));
+        let ready = match poll(&mut fds, t) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(sys(host, "poll", &e.into())),
+        };
+        if ready == 0 {
+            if deadline.passed() {
+                return Err(SockError::Timeout {
+                    host: host.into(),
+                    what: "transfer".into(),
+                    detail: format!("sent {}/{send}, received {}/{recv}", done.sent, done.received),
+                });
+            }
+            continue;
+        }
+        let rev = fds[0].revents().unwrap_or(PollFlags::empty());
+        if rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) && !eof {
+            match sock.read(&mut inb) {
+                Ok(0) => eof = true,
+                Ok(n) => {
+                    if let Some(i) = rx.check(&inb[..n]) {
+                        return Err(SockError::Corrupt { host: host.into(), offset: done.received + i as u64 });
+                    }
+                    done.received += n as u64;
+                    if done.received > recv {
+                        return Err(SockError::Length { host: host.into(), got: done.received, want: recv });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(sys(host, "read", &e)),
+            }
+        }
+        if rev.intersects(PollFlags::POLLOUT) && !shut {
+            if out_off == out_len {
+                let n = usize::try_from((send - done.sent).min(out.len() as u64)).unwrap_or(out.len());
+                tx.fill(&mut out[..n]);
+                out_off = 0;
+                out_len = n;
+            }
+            if out_len > out_off {
+                match sock.write(&out[out_off..out_len]) {
+                    Ok(n) => {
+                        out_off += n;
+                        done.sent += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(sys(host, "write", &e)),
+                }
+            }
+        } else if rev.intersects(PollFlags::POLLERR) && shut && !eof {
+            // Error with nothing left to write: the read above reports it.
+        }
+    }
+    if done.received != recv {
+        return Err(SockError::Length { host: host.into(), got: done.received, want: recv });
+    }
+    let _ = sock.as_raw_fd();
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_is_deterministic_and_detects_a_flipped_byte() {
+        let mut a = Pattern::new(7);
+        let mut buf = vec![0; 1000];
+        a.fill(&mut buf);
+        assert_eq!(Pattern::new(7).check(&buf), None);
+        buf[321] ^= 1;
+        assert_eq!(Pattern::new(7).check(&buf), Some(321));
+        let mut other = vec![0; 1000];
+        Pattern::new(8).fill(&mut other);
+        assert_ne!(buf, other);
+        // Chunking does not change the stream.
+        let mut c = Pattern::new(7);
+        let (mut x, mut y) = (vec![0; 3], vec![0; 997]);
+        c.fill(&mut x);
+        c.fill(&mut y);
+        x.extend(y);
+        buf[321] ^= 1;
+        assert_eq!(x, buf);
+    }
+}
