@@ -7,6 +7,7 @@
 //! | `MPTCP_CT_NAMED=1` | name every namespace under /run/netns while it lives (debugging) |
 //! | `MPTCP_CT_SLOW=<factor>` | multiply every deadline by this factor (default 1) |
 //! | `KSFT_MACHINE_SLOW=yes` | kselftest's slow-machine flag: at least factor 4 |
+//! | `MPTCP_CT_VERBOSE=1` | print every case's verdict and wall time on stderr |
 //! | `MPTCP_CT_ARTIFACTS=<dir>` | where failed cases leave their report bundle (default `target/mptcp-artifacts`) |
 
 use std::time::Duration;
@@ -23,6 +24,11 @@ pub fn require() -> bool {
 /// `MPTCP_CT_KEEP`: keep failed topologies.
 pub fn keep() -> bool {
     flag("MPTCP_CT_KEEP")
+}
+
+/// `MPTCP_CT_VERBOSE`: print each case's verdict and time.
+pub fn verbose() -> bool {
+    flag("MPTCP_CT_VERBOSE")
 }
 
 /// `MPTCP_CT_NAMED`: mount every namespace under /run/netns.

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use futures::TryStreamExt;
 use futures::future::try_join_all;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags};
-use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, State};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use mptcp_spec::topology as spec;
@@ -23,6 +23,8 @@ use mptcp_spec::topology as spec;
 use crate::mib::{MibReadError, MibReader};
 use crate::netns::{Netns, NetnsError};
 use crate::sysctl::{self, SysctlError};
+use crate::wait::{Deadline, poll_until};
+use std::time::Duration;
 
 /// A failure while building a topology; names the host, link or route.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +87,7 @@ impl Topology {
             nss.insert(name.clone(), ns);
         }
 
-        let ifindex = rt.block_on(async {
+        let (ifindex, handles) = rt.block_on(async {
             let mut handles = BTreeMap::new();
             for (name, fd) in socks {
                 // SAFETY: `fd` is an owned, open netlink socket handed over whole.
@@ -94,8 +96,31 @@ impl Topology {
                 tokio::spawn(conn);
                 handles.insert(name, handle);
             }
-            configure(t, &nss, &handles).await
+            configure(t, &nss, &handles).await.map(|i| (i, handles))
         })?;
+
+        // An interface that is up but whose carrier event the kernel's linkwatch has not yet
+        // processed still has the noop qdisc: it drops what it is given (a lost SYN costs a
+        // 1 s retransmission). Wait until every interface reports operstate UP.
+        let deadline = Deadline::after(crate::env::scaled(Duration::from_secs(10), 1));
+        let mut last = String::new();
+        let ready = poll_until(deadline, || match rt.block_on(links_not_up(&handles)) {
+            Ok(down) if down.is_empty() => Some(()),
+            Ok(down) => {
+                last = down.join(", ");
+                None
+            }
+            Err(e) => {
+                last = e.to_string();
+                None
+            }
+        });
+        if ready.is_err() {
+            return Err(TopologyError::Io {
+                what: format!("wait for interfaces to be operationally up (still not: {last})"),
+                source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+            });
+        }
 
         let mut hosts = BTreeMap::new();
         for (name, ns) in nss {
@@ -115,6 +140,32 @@ impl Topology {
     pub fn keep(self) -> Vec<(String, Result<String, NetnsError>)> {
         self.hosts.into_iter().map(|(h, host)| (h, host.ns.keep())).collect()
     }
+}
+
+/// Interfaces (other than `lo`) whose operstate is not UP yet, as `host:ifname`.
+async fn links_not_up(handles: &BTreeMap<String, Handle>) -> Result<Vec<String>, TopologyError> {
+    let mut down = Vec::new();
+    for (host, handle) in handles {
+        let links: Vec<_> = handle.link().get().execute().try_collect().await.map_err(nl(format!("list links of {host}")))?;
+        for l in links {
+            let mut name = None;
+            let mut up = false;
+            for a in &l.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => name = Some(n.clone()),
+                    LinkAttribute::OperState(s) => up = matches!(s, State::Up | State::Unknown),
+                    _ => {}
+                }
+            }
+            if let Some(n) = name
+                && n != "lo"
+                && !up
+            {
+                down.push(format!("{host}:{n}"));
+            }
+        }
+    }
+    Ok(down)
 }
 
 fn route_socket() -> std::io::Result<OwnedFd> {

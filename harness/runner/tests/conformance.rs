@@ -31,6 +31,7 @@ fn main() {
     let threads = args.test_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let ctx = RunContext::from_env(threads);
     let require = env::require();
+    let verbose = env::verbose();
     let trials = files
         .into_iter()
         .map(|file| {
@@ -41,6 +42,9 @@ fn main() {
                 let case = lib.load(&file).map_err(|e| Failed::from(format!("invalid case file:\n{e}")))?;
                 let r = case::run(&case, &ctx);
                 let time = format!("({} ms)", r.elapsed.as_millis());
+                if verbose {
+                    eprintln!("{}: {:?} {time}", r.id, r.verdict);
+                }
                 match r.verdict {
                     Verdict::Pass => Ok(Completion::Completed),
                     Verdict::XFail(why) => {
