@@ -16,9 +16,12 @@ use mptcp_wire::mib::Snapshot;
 
 use crate::probe::capabilities;
 use crate::topology::Topology;
-use crate::traffic::{self, SockError, Transfer};
+use crate::traffic::{self, SockError, Stream, Transfer};
 use crate::wait::{Deadline, poll_until};
-use crate::{env, pm, sysctl};
+use crate::events::{EventLog, EventRecorder};
+use crate::{env, pm, sockopt, steps, sysctl};
+use mptcp_spec::events::{self, Vars};
+use mptcp_wire::event::{AttrValue, EventKind};
 
 /// How a case ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +121,56 @@ struct ConnOutcome {
     result: Result<(Transfer, Transfer), (Option<Stage>, SockError)>,
 }
 
+/// What is known of an established connection, exported as `$<name>.*` variables.
+#[derive(Debug, Clone)]
+struct ConnInfo {
+    name: String,
+    client: SocketAddr,
+    server: SocketAddr,
+    client_token: Option<u32>,
+    server_token: Option<u32>,
+}
+
+impl ConnInfo {
+    fn export(&self, vars: &mut Vars) {
+        let n = &self.name;
+        vars.insert(format!("{n}.client_addr"), AttrValue::Addr(self.client.ip().to_canonical()));
+        vars.insert(format!("{n}.client_port"), AttrValue::Uint(u64::from(self.client.port())));
+        vars.insert(format!("{n}.server_addr"), AttrValue::Addr(self.server.ip().to_canonical()));
+        vars.insert(format!("{n}.server_port"), AttrValue::Uint(u64::from(self.server.port())));
+        if let Some(t) = self.client_token {
+            vars.insert(format!("{n}.client_token"), AttrValue::Uint(u64::from(t)));
+        }
+        if let Some(t) = self.server_token {
+            vars.insert(format!("{n}.server_token"), AttrValue::Uint(u64::from(t)));
+        }
+    }
+}
+
+/// Holds established connections until the steps are done.
+#[derive(Debug, Default)]
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_all();
+    }
+    fn wait(&self, deadline: Deadline) -> bool {
+        let mut g = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        while !*g {
+            if deadline.passed() {
+                return false;
+            }
+            g = self.cv.wait_timeout(g, deadline.remaining()).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        true
+    }
+}
+
 fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) {
     let deadline = Deadline::after(env::scaled(case.timeout, ctx.concurrency));
     let mut report = String::new();
@@ -131,13 +184,67 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
         return finish(case, ctx, topo, Verdict::Fail, report);
     }
 
+    // Event recorders join each host's mptcp_pm_events group before anything happens.
+    let mut recorders = BTreeMap::new();
+    for (name, host) in &topo.hosts {
+        match EventRecorder::start(&host.ns, name) {
+            Ok(r) => {
+                recorders.insert(name.clone(), r);
+            }
+            Err(e) => return finish(case, ctx, topo, Verdict::Fail, format!("{e}\n")),
+        }
+    }
+
     let before = match snapshots(&topo) {
         Ok(s) => s,
         Err(e) => return finish(case, ctx, topo, Verdict::Fail, format!("{e}\n")),
     };
 
-    let outcomes = run_connections(case, &topo, deadline);
+    let mut vars = Vars::new();
     let mut failed = false;
+    // Connections are established first; the steps run while they are open (tokens and
+    // ports are known as `$connN.*` variables); then the transfers run and the sockets close.
+    let mut steplog = Vec::new();
+    let mut step_failure = None;
+    let outcomes = run_connections(case, &topo, deadline, |infos| {
+        for info in infos.iter().flatten() {
+            info.export(&mut vars);
+        }
+        // Steps act on established MPTCP connections: wait for each client's `established`
+        // event (sent once data has flowed) before the first step.
+        if !case.steps.is_empty() {
+            for (c, info) in case.connections.iter().zip(infos) {
+                let (Some(info), Some(rec)) = (info, recorders.get(&c.client)) else { continue };
+                if info.client_token.is_none() {
+                    continue;
+                }
+                let port = u64::from(info.client.port());
+                let seen = rec.wait_for(deadline, |l| {
+                    l.events.iter().any(|e| e.event.kind == EventKind::Established && e.event.sport.map(u64::from) == Some(port))
+                });
+                if !seen {
+                    let _ = writeln!(report, "{}: the client never reported `established`", c.name);
+                }
+            }
+        }
+        let mut sc = steps::StepContext {
+            topo: &topo,
+            clients: BTreeMap::new(),
+            vars: &mut vars,
+            log: Vec::new(),
+            recorders: &recorders,
+            seen: BTreeMap::new(),
+            concurrency: ctx.concurrency,
+        };
+        if let Err(f) = steps::run(&mut sc, &case.steps) {
+            step_failure = Some(f);
+        }
+        steplog = sc.log;
+    });
+    if let Some(f) = step_failure {
+        failed = true;
+        let _ = writeln!(report, "step failed: {f}");
+    }
     for (conn, o) in case.connections.iter().zip(&outcomes) {
         match (&o.result, conn.error) {
             (Ok((c, s)), None) => {
@@ -164,16 +271,34 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     // Counters move asynchronously (e.g. after a close): wait until the named expectations
     // hold, or until a short settle deadline, then judge the final values.
     let settle = Deadline::after(env::scaled(Duration::from_secs(2), ctx.concurrency)).min(deadline);
+    let events_hold = || {
+        case.expect.iter().all(|(h, e)| {
+            e.events.is_empty() || recorders.get(h).is_some_and(|r| events::check_events(h, &e.events, &plain(&r.snapshot()), &vars).is_empty())
+        })
+    };
     let deltas = poll_until(settle, || {
         let d = deltas(&topo, &before).ok()?;
-        judge::named_counters_hold(case, &d).then_some(d)
+        (judge::named_counters_hold(case, &d) && events_hold()).then_some(d)
     })
     .or_else(|()| deltas(&topo, &before));
     let deltas = match deltas {
         Ok(d) => d,
         Err(e) => return finish(case, ctx, topo, Verdict::Fail, format!("{report}{e}\n")),
     };
-    let mismatches = judge::check_all_counters(case, &deltas);
+    let logs: BTreeMap<String, EventLog> = recorders.into_iter().map(|(h, r)| (h, r.stop())).collect();
+    let mut mismatches = judge::check_all_counters(case, &deltas);
+    for (h, e) in &case.expect {
+        let Some(log) = logs.get(h) else { continue };
+        if log.overflow {
+            let _ = writeln!(report, "{h}: the kernel dropped path-manager events (ENOBUFS): the event log is incomplete");
+            failed = true;
+        }
+        if let Some(err) = &log.error {
+            let _ = writeln!(report, "{h}: event recorder: {err}");
+            failed = true;
+        }
+        mismatches.extend(events::check_events(h, &e.events, &plain(log), &vars));
+    }
     if !mismatches.is_empty() {
         failed = true;
     }
@@ -185,11 +310,18 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
                 let _ = writeln!(r, "  {m}");
             }
         }
-        let _ = writeln!(r, "connections:");
+        let _ = writeln!(r, "what happened:");
         for line in report.lines() {
             let _ = writeln!(r, "  {line}");
         }
+        if !steplog.is_empty() {
+            let _ = writeln!(r, "steps run (last {}):", steplog.len().min(20));
+            for line in steplog.iter().rev().take(20).rev() {
+                let _ = writeln!(r, "  {line}");
+            }
+        }
         r += &counter_dump(&deltas, &mismatches);
+        r += &event_dump(&logs);
         return finish(case, ctx, topo, Verdict::Fail, r);
     }
     (Verdict::Pass, String::new(), None)
@@ -237,14 +369,34 @@ fn seeds(index: usize) -> (u64, u64) {
     (base, base + 1)
 }
 
-fn run_connections(case: &Case, topo: &Topology, deadline: Deadline) -> Vec<ConnOutcome> {
+fn run_connections(case: &Case, topo: &Topology, deadline: Deadline, between: impl FnOnce(&[Option<ConnInfo>])) -> Vec<ConnOutcome> {
+    let gate = Gate::default();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<ConnInfo>)>();
     std::thread::scope(|s| {
         let handles: Vec<_> = case
             .connections
             .iter()
             .enumerate()
-            .map(|(i, c)| s.spawn(move || ConnOutcome { name: c.name.clone(), result: run_connection(i, c, topo, deadline) }))
+            .map(|(i, c)| {
+                let tx = tx.clone();
+                let gate = &gate;
+                s.spawn(move || {
+                    let mut report = |info| {
+                        let _ = tx.send((i, info));
+                    };
+                    let result = run_connection(i, c, topo, deadline, &mut report, gate);
+                    ConnOutcome { name: c.name.clone(), result }
+                })
+            })
             .collect();
+        drop(tx);
+        // Every connection reports once: established (with its info) or failed (None).
+        let mut infos = vec![None; case.connections.len()];
+        for (i, info) in rx.iter().take(case.connections.len()) {
+            infos[i] = info;
+        }
+        between(&infos);
+        gate.open();
         handles
             .into_iter()
             .zip(&case.connections)
@@ -268,7 +420,33 @@ fn at(stage: Stage) -> impl FnOnce(SockError) -> (Option<Stage>, SockError) {
     move |e| (Some(stage), e)
 }
 
-fn run_connection(index: usize, c: &Connection, topo: &Topology, deadline: Deadline) -> Staged<(Transfer, Transfer)> {
+fn run_connection(
+    index: usize,
+    c: &Connection,
+    topo: &Topology,
+    deadline: Deadline,
+    established: &mut dyn FnMut(Option<ConnInfo>),
+    gate: &Gate,
+) -> Staged<(Transfer, Transfer)> {
+    let mut reported = false;
+    let r = connect_and_exchange(index, c, topo, deadline, &mut |info| {
+        reported = true;
+        established(info);
+    }, gate);
+    if !reported {
+        established(None);
+    }
+    r
+}
+
+fn connect_and_exchange(
+    index: usize,
+    c: &Connection,
+    topo: &Topology,
+    deadline: Deadline,
+    established: &mut dyn FnMut(Option<ConnInfo>),
+    gate: &Gate,
+) -> Staged<(Transfer, Transfer)> {
     let server = topo.host(&c.server);
     let client = topo.host(&c.client);
     let cl = format!("{} (client)", c.client);
@@ -281,10 +459,38 @@ fn run_connection(index: usize, c: &Connection, topo: &Topology, deadline: Deadl
     // needs no server-side cancellation), then accept, then exchange on both sides at once.
     traffic::connect(&csock, &cl, dst, deadline).map_err(at(Stage::Connect))?;
     let mut ssock = traffic::accept(&lst, &sv, deadline).map_err(|e| (None, e))?;
+    // A first byte each way: an MPTCP client is fully established (and its path manager
+    // acts) only once data has flowed.
+    let mut cstream = Stream::new(&cl, c.upload, up, c.download, down);
+    let mut sstream = Stream::new(&sv, c.download, down, c.upload, up);
+    let stage = |e| (None, e);
+    if c.upload > 0 {
+        cstream.pump(&mut csock, 1, |t| t.sent >= 1, deadline).map_err(stage)?;
+        sstream.pump(&mut ssock, 0, |t| t.received >= 1, deadline).map_err(stage)?;
+    }
+    if c.download > 0 {
+        sstream.pump(&mut ssock, 1, |t| t.sent >= 1, deadline).map_err(stage)?;
+        cstream.pump(&mut csock, 1, |t| t.received >= 1, deadline).map_err(stage)?;
+    }
+    let local = |s: &socket2::Socket| s.local_addr().ok().and_then(|a| a.as_socket());
+    let info = match (local(&csock), local(&ssock)) {
+        (Some(client), Some(server)) => Some(ConnInfo {
+            name: c.name.clone(),
+            client,
+            server,
+            client_token: sockopt::mptcp_info(&csock).ok().and_then(|i| i.token()),
+            server_token: sockopt::mptcp_info(&ssock).ok().and_then(|i| i.token()),
+        }),
+        _ => None,
+    };
+    established(info);
+    if !gate.wait(deadline) {
+        return Err((None, SockError::Timeout { host: c.client.clone(), what: "waiting for the steps".into(), detail: "steps did not finish".into() }));
+    }
     drop(lst);
     std::thread::scope(|s| {
-        let srv = s.spawn(|| traffic::exchange(&mut ssock, &sv, c.download, down, c.upload, up, deadline));
-        let cli = traffic::exchange(&mut csock, &cl, c.upload, up, c.download, down, deadline);
+        let srv = s.spawn(|| sstream.finish(&mut ssock, deadline));
+        let cli = cstream.finish(&mut csock, deadline);
         // A failed side drops its socket here, which ends the peer's loop (EOF or reset).
         drop(csock);
         let srv = srv.join().unwrap_or_else(|p| {
@@ -292,6 +498,21 @@ fn run_connection(index: usize, c: &Connection, topo: &Topology, deadline: Deadl
         });
         Ok((cli.map_err(|e| (None, e))?, srv.map_err(|e| (None, e))?))
     })
+}
+
+fn plain(log: &EventLog) -> Vec<mptcp_wire::event::Event> {
+    log.events.iter().map(|r| r.event.clone()).collect()
+}
+
+fn event_dump(logs: &BTreeMap<String, EventLog>) -> String {
+    let mut r = String::from("path-manager events (per host):\n");
+    for (h, log) in logs {
+        let _ = writeln!(r, "  {h}:{}", if log.events.is_empty() { " (none)" } else { "" });
+        for e in &log.events {
+            let _ = writeln!(r, "    +{:>5} ms {}", e.at.as_millis(), e.event);
+        }
+    }
+    r
 }
 
 fn counter_dump(deltas: &BTreeMap<String, Snapshot>, mismatches: &[Mismatch]) -> String {

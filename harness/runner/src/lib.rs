@@ -15,12 +15,18 @@
 //! The judging itself is pure and lives in `mptcp-spec`; codecs live in `mptcp-wire`.
 
 pub mod case;
+pub mod cli;
 pub mod env;
+pub mod events;
+pub mod genl;
 pub mod library;
 pub mod mib;
 pub mod netns;
 pub mod pm;
 pub mod probe;
+pub mod report;
+pub mod sockopt;
+pub mod steps;
 pub mod sysctl;
 pub mod topology;
 pub mod traffic;

@@ -8,7 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -202,99 +202,140 @@ pub struct Transfer {
     pub received: u64,
 }
 
-/// Sends `send` bytes of `Pattern::new(send_seed)`, then shuts down writing; reads until EOF
-/// checking against `Pattern::new(recv_seed)` and expects exactly `recv` bytes.
-pub fn exchange(
-    sock: &mut Socket,
-    host: &str,
+/// One side of a transfer: what it must send and receive, and how far it got. A stream can
+/// be pumped in stages (a first byte each way to get the connection fully established, then
+/// the rest), always with the same byte sequences.
+#[derive(Debug)]
+pub struct Stream {
+    host: String,
+    tx: Pattern,
+    rx: Pattern,
     send: u64,
-    send_seed: u64,
     recv: u64,
-    recv_seed: u64,
-    deadline: Deadline,
-) -> Result<Transfer, SockError> {
-    let mut tx = Pattern::new(send_seed);
-    let mut rx = Pattern::new(recv_seed);
-    let mut out = vec![0u8; 16 * 1024];
-    let (mut out_off, mut out_len) = (0usize, 0usize);
-    let mut inb = vec![0u8; 64 * 1024];
-    let mut done = Transfer::default();
-    let (mut shut, mut eof) = (false, false);
-    loop {
-        if done.sent == send && out_off == out_len && !shut {
-            sock.shutdown(std::net::Shutdown::Write).map_err(|e| sys(host, "shutdown(SHUT_WR)", &e))?;
-            shut = true;
+    out: Vec<u8>,
+    out_off: usize,
+    out_len: usize,
+    inb: Vec<u8>,
+    done: Transfer,
+    shut: bool,
+    eof: bool,
+}
+
+impl Stream {
+    /// A side that sends `send` bytes of `Pattern::new(send_seed)` and expects `recv` bytes
+    /// of `Pattern::new(recv_seed)`.
+    pub fn new(host: &str, send: u64, send_seed: u64, recv: u64, recv_seed: u64) -> Self {
+        Stream {
+            host: host.to_owned(),
+            tx: Pattern::new(send_seed),
+            rx: Pattern::new(recv_seed),
+            send,
+            recv,
+            out: vec![0u8; 16 * 1024],
+            out_off: 0,
+            out_len: 0,
+            inb: vec![0u8; 64 * 1024],
+            done: Transfer::default(),
+            shut: false,
+            eof: false,
         }
-        if shut && eof {
-            break;
+    }
+
+    /// What was sent and received so far.
+    pub fn progress(&self) -> Transfer {
+        self.done
+    }
+
+    /// Runs the transfer to its end: everything sent, write side shut, EOF read, and exactly
+    /// the expected number of bytes received.
+    pub fn finish(&mut self, sock: &mut Socket, deadline: Deadline) -> Result<Transfer, SockError> {
+        self.pump(sock, u64::MAX, |_| false, deadline)?;
+        if self.done.received != self.recv {
+            return Err(SockError::Length { host: self.host.clone(), got: self.done.received, want: self.recv });
         }
-        let mut flags = PollFlags::empty();
-        if !eof {
-            flags |= PollFlags::POLLIN;
-        }
-        if !shut {
-            flags |= PollFlags::POLLOUT;
-        }
-        let mut fds = [PollFd::new(sock.as_fd(), flags)];
-        let t = PollTimeout::from(deadline.poll_timeout_ms(std::time::Duration::from_secs(60)));
-        let ready = match poll(&mut fds, t) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(sys(host, "poll", &e.into())),
-        };
-        if ready == 0 {
-            if deadline.passed() {
-                return Err(SockError::Timeout {
-                    host: host.into(),
-                    what: "transfer".into(),
-                    detail: format!("sent {}/{send}, received {}/{recv}", done.sent, done.received),
-                });
+        Ok(self.done)
+    }
+
+    /// Pumps until `stop` holds (or the stream ends), sending at most `send_cap` bytes in
+    /// total and not shutting down before the whole stream is sent.
+    pub fn pump(&mut self, sock: &mut Socket, send_cap: u64, stop: impl Fn(&Transfer) -> bool, deadline: Deadline) -> Result<Transfer, SockError> {
+        let host = self.host.clone();
+        let host = host.as_str();
+        let limit = send_cap.min(self.send);
+        loop {
+            if stop(&self.done) {
+                return Ok(self.done);
             }
-            continue;
-        }
-        let rev = fds[0].revents().unwrap_or(PollFlags::empty());
-        if rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) && !eof {
-            match sock.read(&mut inb) {
-                Ok(0) => eof = true,
-                Ok(n) => {
-                    if let Some(i) = rx.check(&inb[..n]) {
-                        return Err(SockError::Corrupt { host: host.into(), offset: done.received + i as u64 });
-                    }
-                    done.received += n as u64;
-                    if done.received > recv {
-                        return Err(SockError::Length { host: host.into(), got: done.received, want: recv });
-                    }
+            if self.done.sent == self.send && self.out_off == self.out_len && !self.shut {
+                sock.shutdown(std::net::Shutdown::Write).map_err(|e| sys(host, "shutdown(SHUT_WR)", &e))?;
+                self.shut = true;
+            }
+            if self.shut && self.eof {
+                return Ok(self.done);
+            }
+            let want_out = !self.shut && (self.done.sent < limit || self.out_off < self.out_len);
+            let mut flags = PollFlags::empty();
+            if !self.eof {
+                flags |= PollFlags::POLLIN;
+            }
+            if want_out {
+                flags |= PollFlags::POLLOUT;
+            }
+            let mut fds = [PollFd::new(sock.as_fd(), flags)];
+            let t = PollTimeout::from(deadline.poll_timeout_ms(std::time::Duration::from_secs(60)));
+            let ready = match poll(&mut fds, t) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(sys(host, "poll", &e.into())),
+            };
+            if ready == 0 {
+                if deadline.passed() {
+                    return Err(SockError::Timeout {
+                        host: host.into(),
+                        what: "transfer".into(),
+                        detail: format!("sent {}/{}, received {}/{}", self.done.sent, self.send, self.done.received, self.recv),
+                    });
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(sys(host, "read", &e)),
+                continue;
             }
-        }
-        if rev.intersects(PollFlags::POLLOUT) && !shut {
-            if out_off == out_len {
-                let n = usize::try_from((send - done.sent).min(out.len() as u64)).unwrap_or(out.len());
-                tx.fill(&mut out[..n]);
-                out_off = 0;
-                out_len = n;
-            }
-            if out_len > out_off {
-                match sock.write(&out[out_off..out_len]) {
+            let rev = fds[0].revents().unwrap_or(PollFlags::empty());
+            if rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) && !self.eof {
+                match sock.read(&mut self.inb) {
+                    Ok(0) => self.eof = true,
                     Ok(n) => {
-                        out_off += n;
-                        done.sent += n as u64;
+                        if let Some(i) = self.rx.check(&self.inb[..n]) {
+                            return Err(SockError::Corrupt { host: host.into(), offset: self.done.received + i as u64 });
+                        }
+                        self.done.received += n as u64;
+                        if self.done.received > self.recv {
+                            return Err(SockError::Length { host: host.into(), got: self.done.received, want: self.recv });
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(sys(host, "write", &e)),
+                    Err(e) => return Err(sys(host, "read", &e)),
                 }
             }
-        } else if rev.intersects(PollFlags::POLLERR) && shut && !eof {
-            // Error with nothing left to write: the read above reports it.
+            if rev.intersects(PollFlags::POLLOUT) && want_out {
+                if self.out_off == self.out_len {
+                    let room = (limit - self.done.sent).min(self.out.len() as u64);
+                    let n = usize::try_from(room).unwrap_or(self.out.len());
+                    self.tx.fill(&mut self.out[..n]);
+                    self.out_off = 0;
+                    self.out_len = n;
+                }
+                if self.out_len > self.out_off {
+                    match sock.write(&self.out[self.out_off..self.out_len]) {
+                        Ok(n) => {
+                            self.out_off += n;
+                            self.done.sent += n as u64;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(sys(host, "write", &e)),
+                    }
+                }
+            }
         }
     }
-    if done.received != recv {
-        return Err(SockError::Length { host: host.into(), got: done.received, want: recv });
-    }
-    let _ = sock.as_raw_fd();
-    Ok(done)
 }
 
 #[cfg(test)]

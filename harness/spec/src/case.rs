@@ -38,6 +38,8 @@ mod raw {
         pub connections: Vec<Connection>,
         #[serde(default)]
         pub expect: BTreeMap<String, Expect>,
+        #[serde(default)]
+        pub steps: Vec<crate::steps::raw::Step>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -105,6 +107,10 @@ mod raw {
         #[serde(default)]
         pub counters: BTreeMap<String, RawCounter>,
         pub strict: Option<bool>,
+        pub events: Option<Vec<toml::Value>>,
+        pub events_order: Option<String>,
+        #[serde(default)]
+        pub event_counts: BTreeMap<String, RawCounter>,
     }
 }
 
@@ -300,6 +306,8 @@ pub struct HostExpect {
     pub counters: BTreeMap<String, CounterExpect>,
     /// Whether the strict-counter rule applies (default true).
     pub strict: bool,
+    /// Expectations on the host's path-manager events.
+    pub events: crate::events::EventExpect,
 }
 
 /// A known-broken case: reported as xfail, never deleted.
@@ -336,6 +344,9 @@ pub struct Case {
     pub connections: Vec<Connection>,
     /// Expectations per host; every topology host is present (default: strict, no counters).
     pub expect: BTreeMap<String, HostExpect>,
+    /// Steps (path-manager commands with expected answers), run after the connections are
+    /// established, or alone in an API case.
+    pub steps: Vec<crate::steps::Step>,
 }
 
 /// The trial name of a case file: its path below `cases/` with `::` separators.
@@ -536,7 +547,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
     let mut expect: BTreeMap<String, HostExpect> = topology
         .hosts
         .keys()
-        .map(|h| (h.clone(), HostExpect { counters: BTreeMap::new(), strict: true }))
+        .map(|h| (h.clone(), HostExpect { counters: BTreeMap::new(), strict: true, events: Default::default() }))
         .collect();
     for (name, e) in &raw.expect {
         let ep = root.key("expect").key(name);
@@ -549,44 +560,42 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 errs.push(src.error(at.clone(), format!("unknown counter {cname:?} (expected an MPTcpExt*, TcpExt* or Tcp* name as nstat prints it){hint}")));
                 continue;
             }
-            let ce = match v {
-                RawCounter::Int(n) => CounterExpect::Eq(*n),
-                RawCounter::Word(w) if w == "any" => CounterExpect::Any,
-                RawCounter::Word(w) => {
-                    errs.push(src.error(at, format!("expected an integer, \"any\" or a table, found {w:?}")));
-                    continue;
-                }
-                RawCounter::Table { eq, ge, le, unknown } => {
-                    if !unknown.is_empty() {
-                        errs.push(src.error(at.clone(), format!("unknown key(s) {} (expected eq, ge, le)", unknown.join(", "))));
-                    }
-                    match (eq, ge, le) {
-                        (Some(e), None, None) => CounterExpect::Eq(*e),
-                        (None, min, max) if min.is_some() || max.is_some() => {
-                            if let (Some(a), Some(b)) = (min, max)
-                                && a > b
-                            {
-                                errs.push(src.error(at.clone(), format!("empty range: ge = {a} > le = {b}")));
-                            }
-                            CounterExpect::Range { min: *min, max: *max }
-                        }
-                        _ => {
-                            errs.push(src.error(at, "expected either `eq`, or `ge` and/or `le`"));
-                            continue;
-                        }
-                    }
-                }
-            };
+            let Some(ce) = counter_expect(v, &at, src, errs) else { continue };
             counters.insert(cname.clone(), ce);
         }
+        let mut events = crate::events::EventExpect::default();
+        if let Some(seq) = &e.events {
+            events.seq = crate::events::parse_seq(seq, &ep.key("events"), src, errs);
+        }
+        events.exact = match e.events_order.as_deref() {
+            None | Some("subsequence") => false,
+            Some("exact") => true,
+            Some(o) => {
+                errs.push(src.error(ep.key("events_order"), format!("expected \"subsequence\" or \"exact\", found {o:?}")));
+                false
+            }
+        };
+        for (k, v) in &e.event_counts {
+            if let Some(c) = counter_expect(v, &ep.key("event_counts").key(k), src, errs) {
+                events.counts.insert(k.clone(), c);
+            }
+        }
+        crate::events::check_count_names(&events.counts, &ep.key("event_counts"), src, errs);
         if let Some(slot) = expect.get_mut(name) {
             slot.counters = counters;
             slot.strict = e.strict.unwrap_or(true);
+            slot.events = events;
         }
+    }
+
+    let steps = crate::steps::validate_steps(&raw.steps, &root.key("steps"), &topology, &[], src, errs);
+    if raw.connections.is_empty() && raw.steps.is_empty() {
+        errs.push(src.error(root.clone(), "a case needs `connections`, `steps`, or both"));
     }
 
     Case {
         id,
+        steps,
         summary: raw.summary,
         topology,
         tags: raw.tags,
@@ -598,6 +607,38 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         connections,
         expect,
     }
+}
+
+/// Converts a written counter expectation (`3`, `"any"`, `{ ge = 1 }`) to its model.
+fn counter_expect(v: &RawCounter, at: &KeyPath, src: &Source, errs: &mut Vec<SpecError>) -> Option<CounterExpect> {
+    Some(match v {
+        RawCounter::Int(n) => CounterExpect::Eq(*n),
+        RawCounter::Word(w) if w == "any" => CounterExpect::Any,
+        RawCounter::Word(w) => {
+            errs.push(src.error(at.clone(), format!("expected an integer, \"any\" or a table, found {w:?}")));
+            return None;
+        }
+        RawCounter::Table { eq, ge, le, unknown } => {
+            if !unknown.is_empty() {
+                errs.push(src.error(at.clone(), format!("unknown key(s) {} (expected eq, ge, le)", unknown.join(", "))));
+            }
+            match (eq, ge, le) {
+                (Some(e), None, None) => CounterExpect::Eq(*e),
+                (None, min, max) if min.is_some() || max.is_some() => {
+                    if let (Some(a), Some(b)) = (min, max)
+                        && a > b
+                    {
+                        errs.push(src.error(at.clone(), format!("empty range: ge = {a} > le = {b}")));
+                    }
+                    CounterExpect::Range { min: *min, max: *max }
+                }
+                _ => {
+                    errs.push(src.error(at.clone(), "expected either `eq`, or `ge` and/or `le`"));
+                    return None;
+                }
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -750,7 +791,7 @@ pub(crate) mod tests_support {
         .expect("fixture topology");
         Case::from_source(
             "t::min".into(),
-            &Source::new("min.toml", "summary = \"m\"\ntopology = \"pair\"\n"),
+            &Source::new("min.toml", "summary = \"m\"\ntopology = \"pair\"\n[[steps]]\nhost = \"server\"\npm = \"flush\"\n"),
             &|_| Ok(topo.clone()),
         )
         .expect("fixture case")

@@ -111,7 +111,7 @@ mod tests {
     use super::*;
 
     fn expect(pairs: &[(&str, CounterExpect)], strict: bool) -> HostExpect {
-        HostExpect { counters: pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(), strict }
+        HostExpect { counters: pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(), strict, events: Default::default() }
     }
 
     #[test]

@@ -18,8 +18,10 @@
 pub mod case;
 pub mod counters;
 pub mod errno;
+pub mod events;
 pub mod judge;
 pub mod source;
+pub mod steps;
 pub mod topology;
 pub mod units;
 

@@ -38,6 +38,7 @@
 pub mod event;
 pub mod genl;
 pub mod mib;
+pub mod mptcp_info;
 pub mod nl;
 pub mod pm;
 pub mod policy;

@@ -1,0 +1,296 @@
+//! Runs a case's steps (path-manager commands) and checks each answer.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use mptcp_spec::errno;
+use mptcp_spec::events::Vars;
+use mptcp_spec::steps::{EndpointExpect, NumOrVar, PmCommand, Step, StepExpect};
+use mptcp_wire::event::AttrValue;
+use mptcp_wire::pm::{AddrPort, AddrTarget, Endpoint, EndpointFlags, PmRequest};
+
+use crate::events::EventRecorder;
+use crate::pm::{PmClient, describe};
+use crate::wait::Deadline;
+use mptcp_spec::events::{event_matches, substitute};
+use crate::topology::{Host, Topology};
+
+/// What steps run against.
+#[derive(Debug)]
+pub struct StepContext<'a> {
+    /// The live topology.
+    pub topo: &'a Topology,
+    /// PM clients opened so far, per host.
+    pub clients: BTreeMap<String, PmClient>,
+    /// `$variables`.
+    pub vars: &'a mut Vars,
+    /// One line per step run.
+    pub log: Vec<String>,
+    /// Event recorders per host.
+    pub recorders: &'a BTreeMap<String, EventRecorder>,
+    /// Per host, how many events earlier waits consumed.
+    pub seen: BTreeMap<String, usize>,
+    /// Parallel cases (deadline scaling).
+    pub concurrency: usize,
+}
+
+/// One step whose answer was not the expected one.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    /// `steps[3]` (with repeat values: `steps[2].steps[0] ($i=17)`).
+    pub at: String,
+    /// Host.
+    pub host: String,
+    /// The command, `ip mptcp`-style.
+    pub command: String,
+    /// Expected vs observed, in words.
+    pub detail: String,
+}
+
+impl std::fmt::Display for StepFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {}: `{}`: {}", self.at, self.host, self.command, self.detail)
+    }
+}
+
+/// Runs steps in order; stops at the first failure (later steps would judge a state the
+/// case did not intend). `log` gets one line per command run.
+pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure> {
+    for s in steps {
+        let StepContext { topo, clients, vars, log, recorders, seen, concurrency } = ctx;
+        let topo = *topo;
+        match s {
+            Step::WaitEvent { at, host, event, timeout } => {
+                let Some(rec) = recorders.get(host) else {
+                    return Err(StepFailure { at: at.clone(), host: host.clone(), command: "wait_event".into(), detail: "no event recorder for this host".into() });
+                };
+                let from = seen.get(host).copied().unwrap_or(0);
+                let deadline = Deadline::after(crate::env::scaled(*timeout, *concurrency));
+                let mut found = None;
+                let vars_now = vars.clone();
+                rec.wait_for(deadline, |l| {
+                    found = l.events.iter().enumerate().skip(from).find(|(_, e)| event_matches(event, &e.event, &vars_now)).map(|(i, _)| i);
+                    found.is_some()
+                });
+                match found {
+                    Some(i) => {
+                        seen.insert(host.clone(), i + 1);
+                        log.push(format!("{at} {host}: saw {}", rec.snapshot().events[i].event));
+                    }
+                    None => {
+                        return Err(StepFailure {
+                            at: at.clone(),
+                            host: host.clone(),
+                            command: format!("wait_event {}", substitute(event, vars)),
+                            detail: format!("no matching event within {:?}", crate::env::scaled(*timeout, *concurrency)),
+                        });
+                    }
+                }
+            }
+            Step::Repeat { var, from, to, steps } => {
+                for i in *from..=*to {
+                    ctx.vars.insert(var.clone(), AttrValue::Uint(u64::from(i)));
+                    run(ctx, steps).map_err(|mut f| {
+                        f.at = format!("{} (${var}={i})", f.at);
+                        f
+                    })?;
+                }
+                ctx.vars.remove(var);
+            }
+            Step::Pm { at, host, cmd, expect } => {
+                let h = topo.host(host);
+                if !clients.contains_key(host) {
+                    let c = PmClient::open(&h.ns, host).map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: "open the PM client".into(), detail: e.to_string() })?;
+                    clients.insert(host.clone(), c);
+                }
+                let client = &clients[host];
+                let fail = |command: String, detail: String| StepFailure { at: at.clone(), host: host.clone(), command, detail };
+                let req = request(cmd, h, vars).map_err(|d| fail(format!("{cmd:?}"), d))?;
+                let command = describe(&req);
+                log.push(format!("{at} {host}: {command}"));
+                check(client, h, &req, expect).map_err(|d| fail(command, d))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn num(v: &NumOrVar, vars: &Vars) -> Result<u64, String> {
+    match v {
+        NumOrVar::Num(n) => Ok(*n),
+        NumOrVar::Var(name) => match vars.get(name) {
+            Some(AttrValue::Uint(u)) => Ok(*u),
+            Some(other) => Err(format!("${name} is {other}, not a number")),
+            None => Err(format!("${name} is not defined at this point")),
+        },
+    }
+}
+
+fn small<T: TryFrom<u64>>(v: &NumOrVar, vars: &Vars, what: &str) -> Result<T, String> {
+    let n = num(v, vars)?;
+    T::try_from(n).map_err(|_| format!("{what} {n} is out of range"))
+}
+
+fn flags(words: &[String]) -> Result<EndpointFlags, String> {
+    let kept: Vec<&str> = words.iter().map(String::as_str).filter(|w| !w.starts_with("no")).collect();
+    kept.join(" ").parse().map_err(|e| format!("{e}"))
+}
+
+fn ifindex(h: &Host, dev: &str) -> Result<i32, String> {
+    h.ifindex.get(dev).map(|i| *i as i32).ok_or_else(|| format!("host {} has no interface {dev}", h.name))
+}
+
+fn endpoint(h: &Host, addr: IpAddr, id: &Option<NumOrVar>, fl: &[String], port: Option<u16>, dev: &Option<String>, vars: &Vars) -> Result<Endpoint, String> {
+    let mut e = Endpoint::new(addr).with_flags(flags(fl)?);
+    if let Some(id) = id {
+        e = e.with_id(small(id, vars, "id")?);
+    }
+    if let Some(p) = port {
+        e = e.with_port(p);
+    }
+    if let Some(d) = dev {
+        e = e.with_ifindex(ifindex(h, d)?);
+    }
+    Ok(e)
+}
+
+/// Builds the request for a command, resolving variables and device names.
+pub fn request(cmd: &PmCommand, h: &Host, vars: &Vars) -> Result<PmRequest, String> {
+    let token = |t: &Option<NumOrVar>| t.as_ref().map(|t| small::<u32>(t, vars, "token")).transpose();
+    Ok(match cmd {
+        PmCommand::Add { addr, id, flags, port, dev } => PmRequest::AddAddr(endpoint(h, *addr, id, flags, *port, dev, vars)?),
+        PmCommand::Del { id, addr } => PmRequest::DelAddr { id: small(id, vars, "id")?, addr: *addr },
+        PmCommand::Get { id, token: t } => PmRequest::GetAddr { id: small(id, vars, "id")?, token: token(t)? },
+        PmCommand::Dump { token: t } => PmRequest::DumpAddrs { token: token(t)? },
+        PmCommand::Flush => PmRequest::FlushAddrs,
+        PmCommand::SetLimits { add_addr_accepted, subflows } => PmRequest::SetLimits { rcv_add_addrs: *add_addr_accepted, subflows: *subflows },
+        PmCommand::GetLimits => PmRequest::GetLimits,
+        PmCommand::SetFlags { id, addr, port, flags: fl, token: t, remote } => {
+            let target = match (id, addr) {
+                (Some(id), _) => AddrTarget::Id(small(id, vars, "id")?),
+                (None, Some(a)) => AddrTarget::Addr(AddrPort { addr: *a, port: *port }),
+                (None, None) => return Err("set_flags needs id or addr".into()),
+            };
+            PmRequest::SetFlags {
+                target,
+                flags: flags(fl)?,
+                token: token(t)?,
+                remote: remote.map(|r| AddrPort { addr: r.ip(), port: Some(r.port()) }),
+            }
+        }
+        PmCommand::Announce { addr, id, flags, port, dev, token: t } => {
+            PmRequest::Announce { endpoint: endpoint(h, *addr, id, flags, *port, dev, vars)?, token: small(t, vars, "token")? }
+        }
+        PmCommand::Remove { token: t, loc_id } => PmRequest::Remove { token: small(t, vars, "token")?, loc_id: small(loc_id, vars, "loc_id")? },
+        PmCommand::SubflowCreate { addr, id, flags, port, dev, remote, token: t } => PmRequest::SubflowCreate {
+            local: endpoint(h, *addr, id, flags, *port, dev, vars)?,
+            remote: *remote,
+            token: small(t, vars, "token")?,
+        },
+        PmCommand::SubflowDestroy { local, remote, token: t } => PmRequest::SubflowDestroy { local: *local, remote: *remote, token: small(t, vars, "token")? },
+    })
+}
+
+fn check(client: &PmClient, h: &Host, req: &PmRequest, expect: &StepExpect) -> Result<(), String> {
+    let answer = match req {
+        PmRequest::DumpAddrs { token } => client.dump(*token).map(Answer::Endpoints),
+        PmRequest::GetAddr { id, token } => client.get(*id, *token).map(Answer::Endpoint),
+        PmRequest::GetLimits => client.limits().map(|l| Answer::Limits(l.rcv_add_addrs, l.subflows)),
+        other => client.request(other).map(|_| Answer::Done),
+    };
+    match (&expect.error, answer) {
+        (Some((want_errno, want_text)), Err(e)) => {
+            let (got_errno, got_text) = (e.source.errno(), e.source.ext_ack_msg().map(str::to_owned));
+            let errno_ok = want_errno.is_none_or(|w| Some(w) == got_errno);
+            let text_ok = want_text.as_ref().is_none_or(|w| got_text.as_ref().is_some_and(|g| g.contains(w.as_str())));
+            if errno_ok && text_ok {
+                Ok(())
+            } else {
+                Err(format!("expected refusal {}, observed: {}", expected_refusal(*want_errno, want_text), e.source))
+            }
+        }
+        (Some((want_errno, want_text)), Ok(_)) => Err(format!("expected refusal {}, but the kernel accepted it", expected_refusal(*want_errno, want_text))),
+        (None, Err(e)) => Err(format!("expected success, the kernel refused: {}", e.source)),
+        (None, Ok(answer)) => compare(h, expect, answer),
+    }
+}
+
+fn expected_refusal(errno_: Option<i32>, text: &Option<String>) -> String {
+    let mut s = errno_.map(errno::describe).unwrap_or_else(|| "(any errno)".into());
+    if let Some(t) = text {
+        s += &format!(" with extack containing \"{t}\"");
+    }
+    s
+}
+
+enum Answer {
+    Done,
+    Endpoints(Vec<Endpoint>),
+    Endpoint(Endpoint),
+    Limits(u32, u32),
+}
+
+fn show(e: &Endpoint, h: &Host) -> String {
+    let mut s = format!("id {} flags [{}] {}", e.id.unwrap_or(0), e.flags, e.addr);
+    if let Some(p) = e.port {
+        s += &format!(" port {p}");
+    }
+    if let Some(i) = e.ifindex {
+        let name = h.ifindex.iter().find(|(_, v)| **v as i32 == i).map_or_else(|| format!("ifindex {i}"), |(n, _)| n.clone());
+        s += &format!(" dev {name}");
+    }
+    s
+}
+
+fn show_expect(e: &EndpointExpect) -> String {
+    let mut s = format!("id {} flags [{}] {}", e.id, e.flags.join(" "), e.addr);
+    if let Some(p) = e.port {
+        s += &format!(" port {p}");
+    }
+    if let Some(d) = &e.dev {
+        s += &format!(" dev {d}");
+    }
+    s
+}
+
+fn endpoint_matches(h: &Host, want: &EndpointExpect, got: &Endpoint) -> bool {
+    let flags_ok = flags(&want.flags).is_ok_and(|f| f == got.flags);
+    let dev_ok = match (&want.dev, got.ifindex) {
+        (None, None) => true,
+        (Some(d), Some(i)) => ifindex(h, d).is_ok_and(|w| w == i),
+        _ => false,
+    };
+    got.id.unwrap_or(0) == want.id && got.addr.to_canonical() == want.addr.to_canonical() && flags_ok && want.port == got.port && dev_ok
+}
+
+fn compare(h: &Host, expect: &StepExpect, answer: Answer) -> Result<(), String> {
+    match answer {
+        Answer::Endpoints(list) => {
+            if let Some(want) = &expect.endpoints {
+                let ok = want.len() == list.len() && want.iter().zip(&list).all(|(w, g)| endpoint_matches(h, w, g));
+                if !ok {
+                    let w: Vec<String> = want.iter().map(show_expect).collect();
+                    let g: Vec<String> = list.iter().map(|e| show(e, h)).collect();
+                    return Err(format!("dump differs:\n      expected: [{}]\n      observed: [{}]", w.join("; "), g.join("; ")));
+                }
+            }
+        }
+        Answer::Endpoint(e) => {
+            if let Some(w) = &expect.endpoint
+                && !endpoint_matches(h, w, &e)
+            {
+                return Err(format!("expected {}, observed {}", show_expect(w), show(&e, h)));
+            }
+        }
+        Answer::Limits(a, s) => {
+            if let Some((wa, ws)) = expect.limits
+                && (wa, ws) != (a, s)
+            {
+                return Err(format!("expected add_addr_accepted {wa} subflows {ws}, observed add_addr_accepted {a} subflows {s}"));
+            }
+        }
+        Answer::Done => {}
+    }
+    Ok(())
+}
+

@@ -1,0 +1,442 @@
+//! Steps: path-manager commands run in order, each with what the kernel must answer.
+//!
+//! A case with steps and no connections is an *API case* (like `pm_netlink.sh`): a sequence
+//! of commands, each expected to succeed or to be refused with an errno and/or an
+//! extended-ACK text, and reads (`get`, `dump`, `get_limits`) compared with expected values.
+//!
+//! ```toml
+//! [[steps]]
+//! host = "local"
+//! pm = "add"
+//! addr = "10.0.1.1"
+//! flags = ["signal", "fullmesh"]
+//! error = { errno = "EINVAL", extack = "flags mustn't have both signal and fullmesh" }
+//!
+//! [[steps]]
+//! repeat = { var = "i", from = 10, to = 255 }
+//! steps = [ { host = "local", pm = "add", addr = "10.0.0.9", id = "$i" },
+//!           { host = "local", pm = "del", id = "$i" } ]
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Deserialize;
+
+use crate::case::ENDPOINT_FLAGS;
+use crate::errno;
+use crate::source::{KeyPath, Source, SpecError};
+use crate::topology::{Topology, list};
+
+pub(crate) mod raw {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Step {
+        pub host: Option<String>,
+        pub pm: Option<String>,
+        pub repeat: Option<Repeat>,
+        pub steps: Option<Vec<Step>>,
+        pub addr: Option<String>,
+        pub id: Option<NumOrVar>,
+        #[serde(default)]
+        pub flags: Option<Vec<String>>,
+        pub port: Option<u16>,
+        pub dev: Option<String>,
+        pub token: Option<NumOrVar>,
+        pub loc_id: Option<NumOrVar>,
+        pub local: Option<String>,
+        pub remote: Option<String>,
+        pub add_addr_accepted: Option<u32>,
+        pub subflows: Option<u32>,
+        pub error: Option<Error>,
+        pub endpoints: Option<Vec<EndpointExpect>>,
+        pub endpoint: Option<EndpointExpect>,
+        pub limits: Option<LimitsExpect>,
+        pub wait_event: Option<toml::Value>,
+        pub timeout: Option<crate::units::IntOrString>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Repeat {
+        pub var: String,
+        pub from: u32,
+        pub to: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Error {
+        pub errno: Option<String>,
+        pub extack: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct EndpointExpect {
+        pub id: u8,
+        pub addr: String,
+        #[serde(default)]
+        pub flags: Vec<String>,
+        pub port: Option<u16>,
+        pub dev: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct LimitsExpect {
+        pub add_addr_accepted: u32,
+        pub subflows: u32,
+    }
+}
+
+/// An integer or a `$variable` (a `repeat` variable, or a value captured from an event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NumOrVar {
+    /// A literal.
+    Num(u64),
+    /// `$name`.
+    Var(String),
+}
+
+impl<'de> Deserialize<'de> for NumOrVar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = NumOrVar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a non-negative integer or a \"$variable\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<NumOrVar, E> {
+                u64::try_from(v).map(NumOrVar::Num).map_err(|_| E::custom("expected a non-negative integer"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<NumOrVar, E> {
+                Ok(NumOrVar::Num(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<NumOrVar, E> {
+                match v.strip_prefix('$') {
+                    Some(n) if !n.is_empty() => Ok(NumOrVar::Var(n.to_owned())),
+                    _ => Err(E::custom(format!("expected an integer or \"$variable\", found {v:?}"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A path-manager command, named like `ip mptcp` / `pm_nl_ctl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PmCommand {
+    /// `ip mptcp endpoint add ADDR [id N] [port P] [dev D] FLAGS`.
+    Add { addr: IpAddr, id: Option<NumOrVar>, flags: Vec<String>, port: Option<u16>, dev: Option<String> },
+    /// `ip mptcp endpoint delete id N [ADDR]` (id 0 needs the address).
+    Del { id: NumOrVar, addr: Option<IpAddr> },
+    /// `ip mptcp endpoint show id N [token T]`.
+    Get { id: NumOrVar, token: Option<NumOrVar> },
+    /// `ip mptcp endpoint show [token T]`.
+    Dump { token: Option<NumOrVar> },
+    /// `ip mptcp endpoint flush`.
+    Flush,
+    /// `ip mptcp limits set [add_addr_accepted N] [subflows M]`.
+    SetLimits { add_addr_accepted: Option<u32>, subflows: Option<u32> },
+    /// `ip mptcp limits show`.
+    GetLimits,
+    /// `ip mptcp endpoint change (id N | ADDR [port P]) FLAGS [token T remote R]`.
+    SetFlags { id: Option<NumOrVar>, addr: Option<IpAddr>, port: Option<u16>, flags: Vec<String>, token: Option<NumOrVar>, remote: Option<SocketAddr> },
+    /// Userspace PM: announce ADDR (ADD_ADDR) on connection `token`.
+    Announce { addr: IpAddr, id: Option<NumOrVar>, flags: Vec<String>, port: Option<u16>, dev: Option<String>, token: NumOrVar },
+    /// Userspace PM: remove address id `loc_id` (RM_ADDR) on connection `token`.
+    Remove { token: NumOrVar, loc_id: NumOrVar },
+    /// Userspace PM: create a subflow from `addr` (id, flags, dev) to `remote`.
+    SubflowCreate { addr: IpAddr, id: Option<NumOrVar>, flags: Vec<String>, port: Option<u16>, dev: Option<String>, remote: SocketAddr, token: NumOrVar },
+    /// Userspace PM: destroy the subflow `local` -> `remote`.
+    SubflowDestroy { local: SocketAddr, remote: SocketAddr, token: NumOrVar },
+}
+
+/// An expected endpoint in a `get` or `dump` answer (compared exactly: id, address, flags,
+/// and port / device, which must be absent when not written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointExpect {
+    /// Id.
+    pub id: u8,
+    /// Address.
+    pub addr: IpAddr,
+    /// Flag words (as a set).
+    pub flags: Vec<String>,
+    /// Port.
+    pub port: Option<u16>,
+    /// Interface name.
+    pub dev: Option<String>,
+}
+
+/// What a step's command must produce.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StepExpect {
+    /// Expected refusal: errno and/or a substring of the extended ACK. `None`: success.
+    pub error: Option<(Option<i32>, Option<String>)>,
+    /// Expected `dump` answer, in order.
+    pub endpoints: Option<Vec<EndpointExpect>>,
+    /// Expected `get` answer.
+    pub endpoint: Option<EndpointExpect>,
+    /// Expected `get_limits` answer: (add_addr_accepted, subflows).
+    pub limits: Option<(u32, u32)>,
+}
+
+/// One step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A PM command on a host.
+    Pm {
+        /// Where it sits in the file (for reports): `steps[3]`.
+        at: String,
+        /// Host.
+        host: String,
+        /// Command.
+        cmd: PmCommand,
+        /// Expected answer.
+        expect: StepExpect,
+    },
+    /// Waits until `host` has seen an event matching `event` (after everything the step
+    /// before it saw: each wait consumes the event it matched).
+    WaitEvent {
+        /// Where it sits in the file.
+        at: String,
+        /// Host whose event stream is watched.
+        host: String,
+        /// What to wait for.
+        event: crate::events::EventMatch,
+        /// Deadline before slowness scaling.
+        timeout: std::time::Duration,
+    },
+    /// Runs `steps` once for each `$var` in `from..=to`.
+    Repeat {
+        /// Variable name (without `$`).
+        var: String,
+        /// First value.
+        from: u32,
+        /// Last value (inclusive).
+        to: u32,
+        /// The body.
+        steps: Vec<Step>,
+    },
+}
+
+/// The PM command names a step may use.
+pub const PM_COMMANDS: &[&str] = &[
+    "add", "del", "get", "dump", "flush", "set_limits", "get_limits", "set_flags", "announce", "remove",
+    "subflow_create", "subflow_destroy",
+];
+
+/// Flag words `set_flags` accepts besides the endpoint flags.
+pub const NEGATED_FLAGS: &[&str] = &["nobackup", "nofullmesh"];
+
+pub(crate) fn validate_steps(
+    raw: &[raw::Step],
+    at: &KeyPath,
+    topo: &Topology,
+    vars: &[String],
+    src: &Source,
+    errs: &mut Vec<SpecError>,
+) -> Vec<Step> {
+    raw.iter().enumerate().filter_map(|(i, s)| validate_step(s, &at.index(i), topo, vars, src, errs)).collect()
+}
+
+fn validate_step(
+    s: &raw::Step,
+    at: &KeyPath,
+    topo: &Topology,
+    vars: &[String],
+    src: &Source,
+    errs: &mut Vec<SpecError>,
+) -> Option<Step> {
+    if let Some(r) = &s.repeat {
+        let Some(body) = &s.steps else {
+            errs.push(src.error(at.key("repeat"), "a `repeat` step needs `steps = [...]`"));
+            return None;
+        };
+        if s.pm.is_some() || s.host.is_some() {
+            errs.push(src.error(at.key("repeat"), "a `repeat` step only has `repeat` and `steps`"));
+        }
+        if r.from > r.to {
+            errs.push(src.error(at.key("repeat"), format!("empty range {}..={}", r.from, r.to)));
+        }
+        let mut inner = vars.to_vec();
+        inner.push(r.var.clone());
+        let steps = validate_steps(body, &at.key("steps"), topo, &inner, src, errs);
+        return Some(Step::Repeat { var: r.var.clone(), from: r.from, to: r.to, steps });
+    }
+    if let Some(ev) = &s.wait_event {
+        let Some(host) = s.host.clone() else {
+            errs.push(src.error(at.clone(), "a step needs `host`"));
+            return None;
+        };
+        if !topo.hosts.contains_key(&host) {
+            errs.push(src.error(at.key("host"), format!("unknown host {host:?}; topology {:?} has: {}", topo.name, list(topo.hosts.keys()))));
+        }
+        if s.pm.is_some() {
+            errs.push(src.error(at.key("wait_event"), "a step is either `pm = ...` or `wait_event = ...`"));
+        }
+        let timeout = match &s.timeout {
+            None => std::time::Duration::from_secs(10),
+            Some(t) => crate::units::parse_duration(&t.0).unwrap_or_else(|e| {
+                errs.push(src.error(at.key("timeout"), e));
+                std::time::Duration::from_secs(10)
+            }),
+        };
+        let mut m = crate::events::parse_seq(std::slice::from_ref(ev), &at.key("wait_event"), src, errs);
+        return m.pop().map(|event| Step::WaitEvent { at: at.to_string(), host, event, timeout });
+    }
+    let Some(pm) = s.pm.as_deref() else {
+        errs.push(src.error(at.clone(), format!("a step needs `pm = <command>` (one of {}), `wait_event` or `repeat`", PM_COMMANDS.join(", "))));
+        return None;
+    };
+    let Some(host) = s.host.clone() else {
+        errs.push(src.error(at.clone(), "a step needs `host`"));
+        return None;
+    };
+    if !topo.hosts.contains_key(&host) {
+        errs.push(src.error(at.key("host"), format!("unknown host {host:?}; topology {:?} has: {}", topo.name, list(topo.hosts.keys()))));
+    }
+    let ip = |key: &str, v: &Option<String>, errs: &mut Vec<SpecError>| -> Option<IpAddr> {
+        let t = v.as_ref()?;
+        t.parse().map_err(|_| errs.push(src.error(at.key(key), format!("{t:?} is not an IPv4 or IPv6 address")))).ok()
+    };
+    let sockaddr = |key: &str, v: &Option<String>, errs: &mut Vec<SpecError>| -> Option<SocketAddr> {
+        let t = v.as_ref()?;
+        t.parse()
+            .map_err(|_| errs.push(src.error(at.key(key), format!("{t:?} is not an address:port (\"10.0.1.2:10000\", \"[dead:beef:1::2]:10000\")"))))
+            .ok()
+    };
+    let need = |key: &str, present: bool, errs: &mut Vec<SpecError>| {
+        if !present {
+            errs.push(src.error(at.clone(), format!("`pm = \"{pm}\"` needs `{key}`")));
+        }
+    };
+    let check_var = |key: &str, v: &Option<NumOrVar>, max: u64, errs: &mut Vec<SpecError>| match v {
+        Some(NumOrVar::Num(n)) if *n > max => errs.push(src.error(at.key(key), format!("{n} is above {max}"))),
+        Some(NumOrVar::Var(name)) if !vars.contains(name) && !name.starts_with("conn") && name != "token" => errs.push(src.error(
+            at.key(key),
+            format!("unknown variable ${name} (defined here: {})", if vars.is_empty() { "none".to_owned() } else { vars.join(", ") }),
+        )),
+        _ => {}
+    };
+    check_var("id", &s.id, 255, errs);
+    check_var("loc_id", &s.loc_id, 255, errs);
+    check_var("token", &s.token, u64::from(u32::MAX), errs);
+    let flags = s.flags.clone().unwrap_or_default();
+    for (j, f) in flags.iter().enumerate() {
+        let ok = ENDPOINT_FLAGS.contains(&f.as_str()) || (pm == "set_flags" && NEGATED_FLAGS.contains(&f.as_str()));
+        if !ok {
+            errs.push(src.error(at.key("flags").index(j), format!("unknown flag {f:?}; expected one of {}{}", ENDPOINT_FLAGS.join(", "), if pm == "set_flags" { ", nobackup, nofullmesh" } else { "" })));
+        }
+    }
+    if let Some(dev) = &s.dev
+        && dev != "lo"
+        && !topo.interfaces(&host).any(|i| &i.ifname == dev)
+    {
+        errs.push(src.error(at.key("dev"), format!("host {host:?} has no interface {dev:?}")));
+    }
+    let addr = ip("addr", &s.addr, errs);
+    let token = s.token.clone();
+    let cmd = match pm {
+        "add" => {
+            need("addr", addr.is_some(), errs);
+            PmCommand::Add { addr: addr?, id: s.id.clone(), flags, port: s.port, dev: s.dev.clone() }
+        }
+        "del" => {
+            need("id", s.id.is_some(), errs);
+            PmCommand::Del { id: s.id.clone()?, addr }
+        }
+        "get" => {
+            need("id", s.id.is_some(), errs);
+            PmCommand::Get { id: s.id.clone()?, token }
+        }
+        "dump" => PmCommand::Dump { token },
+        "flush" => PmCommand::Flush,
+        "set_limits" => {
+            need("add_addr_accepted` or `subflows", s.add_addr_accepted.is_some() || s.subflows.is_some(), errs);
+            PmCommand::SetLimits { add_addr_accepted: s.add_addr_accepted, subflows: s.subflows }
+        }
+        "get_limits" => PmCommand::GetLimits,
+        "set_flags" => {
+            need("id` or `addr", s.id.is_some() || addr.is_some(), errs);
+            PmCommand::SetFlags { id: s.id.clone(), addr, port: s.port, flags, token, remote: sockaddr("remote", &s.remote, errs) }
+        }
+        "announce" => {
+            need("addr", addr.is_some(), errs);
+            need("token", token.is_some(), errs);
+            PmCommand::Announce { addr: addr?, id: s.id.clone(), flags, port: s.port, dev: s.dev.clone(), token: token? }
+        }
+        "remove" => {
+            need("token", token.is_some(), errs);
+            need("loc_id", s.loc_id.is_some(), errs);
+            PmCommand::Remove { token: token?, loc_id: s.loc_id.clone()? }
+        }
+        "subflow_create" => {
+            need("addr", addr.is_some(), errs);
+            need("remote", s.remote.is_some(), errs);
+            need("token", token.is_some(), errs);
+            let remote = sockaddr("remote", &s.remote, errs);
+            PmCommand::SubflowCreate { addr: addr?, id: s.id.clone(), flags, port: s.port, dev: s.dev.clone(), remote: remote?, token: token? }
+        }
+        "subflow_destroy" => {
+            need("local", s.local.is_some(), errs);
+            need("remote", s.remote.is_some(), errs);
+            need("token", token.is_some(), errs);
+            let local = sockaddr("local", &s.local, errs);
+            let remote = sockaddr("remote", &s.remote, errs);
+            PmCommand::SubflowDestroy { local: local?, remote: remote?, token: token? }
+        }
+        other => {
+            errs.push(src.error(at.key("pm"), format!("unknown command {other:?}; expected one of {}", PM_COMMANDS.join(", "))));
+            return None;
+        }
+    };
+
+    let mut expect = StepExpect::default();
+    if let Some(e) = &s.error {
+        let n = e.errno.as_ref().and_then(|n| {
+            let v = errno::by_name(n);
+            if v.is_none() {
+                errs.push(src.error(at.key("error").key("errno"), format!("unknown errno name {n:?}")));
+            }
+            v
+        });
+        if e.errno.is_none() && e.extack.is_none() {
+            errs.push(src.error(at.key("error"), "an expected error needs `errno` and/or `extack`"));
+        }
+        expect.error = Some((n, e.extack.clone()));
+    }
+    let ep = |e: &raw::EndpointExpect, key: KeyPath, errs: &mut Vec<SpecError>| -> Option<EndpointExpect> {
+        let addr = e.addr.parse().map_err(|_| errs.push(src.error(key.key("addr"), format!("{:?} is not an address", e.addr)))).ok()?;
+        for (j, f) in e.flags.iter().enumerate() {
+            if !ENDPOINT_FLAGS.contains(&f.as_str()) && !f.starts_with("0x") {
+                errs.push(src.error(key.key("flags").index(j), format!("unknown flag {f:?}")));
+            }
+        }
+        Some(EndpointExpect { id: e.id, addr, flags: e.flags.clone(), port: e.port, dev: e.dev.clone() })
+    };
+    if let Some(list) = &s.endpoints {
+        if pm != "dump" {
+            errs.push(src.error(at.key("endpoints"), "`endpoints` is the expected answer of `pm = \"dump\"`"));
+        }
+        expect.endpoints = Some(list.iter().enumerate().filter_map(|(j, e)| ep(e, at.key("endpoints").index(j), errs)).collect());
+    }
+    if let Some(e) = &s.endpoint {
+        if pm != "get" {
+            errs.push(src.error(at.key("endpoint"), "`endpoint` is the expected answer of `pm = \"get\"`"));
+        }
+        expect.endpoint = ep(e, at.key("endpoint"), errs);
+    }
+    if let Some(l) = &s.limits {
+        if pm != "get_limits" {
+            errs.push(src.error(at.key("limits"), "`limits` is the expected answer of `pm = \"get_limits\"`"));
+        }
+        expect.limits = Some((l.add_addr_accepted, l.subflows));
+    }
+    if expect.error.is_some() && (expect.endpoints.is_some() || expect.endpoint.is_some() || expect.limits.is_some()) {
+        errs.push(src.error(at.key("error"), "a step expects either an error or an answer, not both"));
+    }
+    Some(Step::Pm { at: at.to_string(), host, cmd, expect })
+}
