@@ -82,7 +82,17 @@ impl NlSocket {
     /// Opens a `NETLINK_GENERIC` socket inside `ns` with extended ACKs on, bound (autobind)
     /// and connected to the kernel.
     pub fn open(ns: &Netns) -> Result<NlSocket, GenlError> {
+        Self::open_with(ns, false)
+    }
+
+    /// Like [`NlSocket::open`]; with `unprivileged`, the socket is created by a thread that
+    /// has dropped every effective capability first, so the kernel judges its requests as
+    /// an unprivileged user's (the socket file keeps its creator's credentials).
+    pub fn open_with(ns: &Netns, unprivileged: bool) -> Result<NlSocket, GenlError> {
         let fd = ns.run(|| -> io::Result<OwnedFd> {
+            if unprivileged {
+                drop_effective_caps()?;
+            }
             // SAFETY: plain socket(2); checked below.
             let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_GENERIC) };
             if raw < 0 {
@@ -191,6 +201,38 @@ impl NlSocket {
         let d = msgs.first().ok_or_else(|| GenlError::Decode(format!("no reply to GETFAMILY {name}")))?;
         FamilyInfo::decode(&d.payload).map_err(|e| GenlError::Decode(e.to_string()))
     }
+}
+
+/// Clears the calling thread's effective capability set (capset(2), version 3). Only ever
+/// called on a short-lived namespace thread.
+fn drop_effective_caps() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut hdr = Header { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: header and a 2-element data array as capget(2) v3 requires.
+    if unsafe { libc::syscall(libc::SYS_capget, &raw mut hdr, data.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for d in &mut data {
+        d.effective = 0;
+    }
+    // SAFETY: as above; only this thread's sets change.
+    if unsafe { libc::syscall(libc::SYS_capset, &raw mut hdr, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The generic-netlink header of a data message.

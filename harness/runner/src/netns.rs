@@ -151,8 +151,13 @@ fn unmount_and_remove(p: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether a process runs: it exists and is not a zombie (a killed run may linger as one).
 fn pid_alive(pid: i32) -> bool {
-    !matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Err(nix::errno::Errno::ESRCH))
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name: "pid (comm) S ...".
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
 }
 
 /// Removes `/run/netns/mptcpct-<pid>-...` entries whose pid is no longer running. Returns the

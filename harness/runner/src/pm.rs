@@ -42,8 +42,14 @@ pub struct PmClient {
 impl PmClient {
     /// Opens a client inside `ns` and resolves the `mptcp_pm` family there.
     pub fn open(ns: &Netns, host: &str) -> Result<PmClient, PmCommandError> {
+        Self::open_with(ns, host, false)
+    }
+
+    /// A client whose socket was created without any effective capability (see
+    /// [`NlSocket::open_with`]): admin commands must be refused with EPERM.
+    pub fn open_with(ns: &Netns, host: &str, unprivileged: bool) -> Result<PmClient, PmCommandError> {
         let wrap = |source| PmCommandError { host: host.to_owned(), command: "genl: resolve family mptcp_pm".into(), source };
-        let sock = NlSocket::open(ns).map_err(wrap)?;
+        let sock = NlSocket::open_with(ns, unprivileged).map_err(wrap)?;
         let fam = sock.family(MPTCP_PM_NAME, timeout()).map_err(wrap)?;
         Ok(PmClient { host: host.to_owned(), sock, family: fam.id })
     }

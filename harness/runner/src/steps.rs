@@ -97,13 +97,15 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 }
                 ctx.vars.remove(var);
             }
-            Step::Pm { at, host, cmd, expect } => {
+            Step::Pm { at, host, unprivileged, cmd, expect } => {
                 let h = topo.host(host);
-                if !clients.contains_key(host) {
-                    let c = PmClient::open(&h.ns, host).map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: "open the PM client".into(), detail: e.to_string() })?;
-                    clients.insert(host.clone(), c);
+                let key = if *unprivileged { format!("{host} (unprivileged)") } else { host.clone() };
+                if !clients.contains_key(&key) {
+                    let c = PmClient::open_with(&h.ns, host, *unprivileged)
+                        .map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: "open the PM client".into(), detail: e.to_string() })?;
+                    clients.insert(key.clone(), c);
                 }
-                let client = &clients[host];
+                let client = &clients[&key];
                 let fail = |command: String, detail: String| StepFailure { at: at.clone(), host: host.clone(), command, detail };
                 let req = request(cmd, h, vars).map_err(|d| fail(format!("{cmd:?}"), d))?;
                 let command = describe(&req);

@@ -54,6 +54,8 @@ pub(crate) mod raw {
         pub endpoint: Option<EndpointExpect>,
         pub limits: Option<LimitsExpect>,
         pub wait_event: Option<toml::Value>,
+        #[serde(default)]
+        pub unprivileged: bool,
         pub timeout: Option<crate::units::IntOrString>,
     }
 
@@ -192,6 +194,8 @@ pub enum Step {
         at: String,
         /// Host.
         host: String,
+        /// Sent from a socket opened without capabilities (permission checks).
+        unprivileged: bool,
         /// Command.
         cmd: PmCommand,
         /// Expected answer.
@@ -438,5 +442,5 @@ fn validate_step(
     if expect.error.is_some() && (expect.endpoints.is_some() || expect.endpoint.is_some() || expect.limits.is_some()) {
         errs.push(src.error(at.key("error"), "a step expects either an error or an answer, not both"));
     }
-    Some(Step::Pm { at: at.to_string(), host, cmd, expect })
+    Some(Step::Pm { at: at.to_string(), host, unprivileged: s.unprivileged, cmd, expect })
 }
