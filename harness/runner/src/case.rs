@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::RwLock;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use mptcp_spec::Case;
@@ -129,6 +130,8 @@ struct ConnInfo {
     server: SocketAddr,
     client_token: Option<u32>,
     server_token: Option<u32>,
+    client_fd: Option<Arc<OwnedFd>>,
+    server_fd: Option<Arc<OwnedFd>>,
 }
 
 impl ConnInfo {
@@ -174,11 +177,14 @@ impl Gate {
 fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) {
     let deadline = Deadline::after(env::scaled(case.timeout, ctx.concurrency));
     let mut report = String::new();
+    let t0 = Instant::now();
+    let mut phases: Vec<(&str, Duration)> = Vec::new();
     let topo = match Topology::build(&case.topology) {
         Ok(t) => t,
         Err(e) => return (Verdict::Fail, format!("building topology {:?} failed: {e}\n", case.topology.name), None),
     };
 
+    phases.push(("topology", t0.elapsed()));
     if let Err(e) = setup_hosts(case, &topo) {
         let _ = writeln!(report, "host setup failed: {e}");
         return finish(case, ctx, topo, Verdict::Fail, report);
@@ -204,6 +210,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     let mut failed = false;
     // Connections are established first; the steps run while they are open (tokens and
     // ports are known as `$connN.*` variables); then the transfers run and the sockets close.
+    phases.push(("setup", t0.elapsed()));
     let mut steplog = Vec::new();
     let mut step_failure = None;
     let outcomes = run_connections(case, &topo, deadline, |infos| {
@@ -235,6 +242,8 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
             recorders: &recorders,
             seen: BTreeMap::new(),
             concurrency: ctx.concurrency,
+            before: &before,
+            conns: infos.iter().flatten().map(|i| (i.name.clone(), (i.client_fd.clone(), i.server_fd.clone()))).collect(),
         };
         if let Err(f) = steps::run(&mut sc, &case.steps) {
             step_failure = Some(f);
@@ -271,6 +280,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     // Counters move asynchronously (e.g. after a close): wait until the named expectations
     // hold, or until a short settle deadline, then judge the final values.
     let settle = Deadline::after(env::scaled(Duration::from_secs(2), ctx.concurrency)).min(deadline);
+    phases.push(("traffic", t0.elapsed()));
     let events_hold = || {
         case.expect.iter().all(|(h, e)| {
             e.events.is_empty() || recorders.get(h).is_some_and(|r| events::check_events(h, &e.events, &plain(&r.snapshot()), &vars).is_empty())
@@ -285,6 +295,10 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
         Ok(d) => d,
         Err(e) => return finish(case, ctx, topo, Verdict::Fail, format!("{report}{e}\n")),
     };
+    phases.push(("settle", t0.elapsed()));
+    if env::verbose() {
+        eprintln!("{}: {}", case.id, phases.iter().map(|(n, d)| format!("{n} @{}ms", d.as_millis())).collect::<Vec<_>>().join(", "));
+    }
     let logs: BTreeMap<String, EventLog> = recorders.into_iter().map(|(h, r)| (h, r.stop())).collect();
     let mut mismatches = judge::check_all_counters(case, &deltas);
     for (h, e) in &case.expect {
@@ -396,6 +410,9 @@ fn run_connections(case: &Case, topo: &Topology, deadline: Deadline, between: im
             infos[i] = info;
         }
         between(&infos);
+        // The infos hold duplicated socket descriptors: release them before the transfers,
+        // so a close in a connection thread really closes the socket.
+        drop(infos);
         gate.open();
         handles
             .into_iter()
@@ -480,6 +497,8 @@ fn connect_and_exchange(
             server,
             client_token: sockopt::mptcp_info(&csock).ok().and_then(|i| i.token()),
             server_token: sockopt::mptcp_info(&ssock).ok().and_then(|i| i.token()),
+            client_fd: dup(&csock),
+            server_fd: dup(&ssock),
         }),
         _ => None,
     };
@@ -498,6 +517,12 @@ fn connect_and_exchange(
         });
         Ok((cli.map_err(|e| (None, e))?, srv.map_err(|e| (None, e))?))
     })
+}
+
+/// A second descriptor of a socket, for observers (getsockopt) while its owner runs.
+fn dup(s: &socket2::Socket) -> Option<Arc<OwnedFd>> {
+    use std::os::fd::AsFd;
+    s.as_fd().try_clone_to_owned().ok().map(Arc::new)
 }
 
 fn plain(log: &EventLog) -> Vec<mptcp_wire::event::Event> {

@@ -15,6 +15,7 @@
 //! The judging itself is pure and lives in `mptcp-spec`; codecs live in `mptcp-wire`.
 
 pub mod case;
+pub mod checks;
 pub mod cli;
 pub mod env;
 pub mod events;

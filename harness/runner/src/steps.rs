@@ -11,7 +11,10 @@ use mptcp_wire::pm::{AddrPort, AddrTarget, Endpoint, EndpointFlags, PmRequest};
 
 use crate::events::EventRecorder;
 use crate::pm::{PmClient, describe};
-use crate::wait::Deadline;
+use crate::wait::{Deadline, poll_until};
+use mptcp_wire::mib::Snapshot;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use mptcp_spec::events::{event_matches, substitute};
 use crate::topology::{Host, Topology};
 
@@ -32,6 +35,10 @@ pub struct StepContext<'a> {
     pub seen: BTreeMap<String, usize>,
     /// Parallel cases (deadline scaling).
     pub concurrency: usize,
+    /// Counter snapshots taken before the case's traffic, per host.
+    pub before: &'a BTreeMap<String, Snapshot>,
+    /// Live connections by name: duplicated client and server socket descriptors.
+    pub conns: BTreeMap<String, (Option<Arc<OwnedFd>>, Option<Arc<OwnedFd>>)>,
 }
 
 /// One step whose answer was not the expected one.
@@ -57,9 +64,75 @@ impl std::fmt::Display for StepFailure {
 /// case did not intend). `log` gets one line per command run.
 pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure> {
     for s in steps {
-        let StepContext { topo, clients, vars, log, recorders, seen, concurrency } = ctx;
+        let StepContext { topo, clients, vars, log, recorders, seen, concurrency, before, conns } = ctx;
         let topo = *topo;
         match s {
+            Step::WaitCounter { at, host, counters, timeout } => {
+                let h = topo.host(host);
+                let base = before.get(host).cloned().unwrap_or_default();
+                let deadline = Deadline::after(crate::env::scaled(*timeout, *concurrency));
+                let mut last = String::new();
+                let ok = poll_until(deadline, || {
+                    let d = base.delta(&h.mib.snapshot().ok()?);
+                    last = counters.iter().map(|(n, _)| format!("{n}={}", d.get(n).map_or("-".into(), |v| v.to_string()))).collect::<Vec<_>>().join(" ");
+                    counters.iter().all(|(n, want)| d.get(n).is_some_and(|v| want.matches(v))).then_some(())
+                });
+                let want = counters.iter().map(|(n, w)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
+                if ok.is_err() {
+                    return Err(StepFailure { at: at.clone(), host: host.clone(), command: format!("wait_counter {want}"), detail: format!("not reached within {:?}; last seen: {last}", crate::env::scaled(*timeout, *concurrency)) });
+                }
+                log.push(format!("{at} {host}: counters reached: {last}"));
+            }
+            Step::WaitInfo { at, conn, side, fields, timeout } => {
+                let fd = conns.get(conn).and_then(|(c, s)| if side == "client" { c.clone() } else { s.clone() });
+                let Some(fd) = fd else {
+                    return Err(StepFailure { at: at.clone(), host: side.clone(), command: format!("wait_info {conn} {side}"), detail: format!("connection {conn} has no open {side} socket") });
+                };
+                let deadline = Deadline::after(crate::env::scaled(*timeout, *concurrency));
+                let mut last = String::new();
+                let mut missing = None;
+                let ok = poll_until(deadline, || {
+                    let info = match crate::sockopt::mptcp_info(&*fd) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            last = format!("getsockopt(MPTCP_INFO): {e}");
+                            return None;
+                        }
+                    };
+                    last = info.to_string();
+                    for (f, want) in fields.iter() {
+                        match info.get(f) {
+                            None => {
+                                missing = Some(f.clone());
+                                return Some(());
+                            }
+                            Some(v) if !want.matches(v as i64) => return None,
+                            Some(_) => {}
+                        }
+                    }
+                    Some(())
+                });
+                let want = fields.iter().map(|(n, w)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
+                if let Some(f) = missing {
+                    return Err(StepFailure { at: at.clone(), host: format!("{conn} {side}"), command: format!("wait_info {want}"), detail: format!("this kernel's mptcp_info has no field {f} (struct is {} bytes)", last.len()) });
+                }
+                if ok.is_err() {
+                    return Err(StepFailure { at: at.clone(), host: format!("{conn} {side}"), command: format!("wait_info {want}"), detail: format!("not reached within {:?}; mptcp_info: {last}", crate::env::scaled(*timeout, *concurrency)) });
+                }
+                log.push(format!("{at} {conn} {side}: mptcp_info {want}"));
+            }
+            Step::Sysctl { at, host, values } => {
+                crate::sysctl::write_all(&topo.host(host).ns, values)
+                    .map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: "sysctl".into(), detail: e.to_string() })?;
+                log.push(format!("{at} {host}: sysctl {}", values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")));
+            }
+            Step::Check { at, host, name, args } => {
+                let cctx = crate::checks::CheckCtx { host: topo.host(host), args, deadline: Deadline::after(crate::env::scaled(std::time::Duration::from_secs(30), *concurrency)) };
+                if let Err(problems) = crate::checks::run(name, &cctx) {
+                    return Err(StepFailure { at: at.clone(), host: host.clone(), command: format!("check {name}"), detail: format!("\n      {}", problems.join("\n      ")) });
+                }
+                log.push(format!("{at} {host}: check {name} passed"));
+            }
             Step::WaitEvent { at, host, event, timeout } => {
                 let Some(rec) = recorders.get(host) else {
                     return Err(StepFailure { at: at.clone(), host: host.clone(), command: "wait_event".into(), detail: "no event recorder for this host".into() });

@@ -104,7 +104,7 @@ impl Topology {
         // 1 s retransmission). Wait until every interface reports operstate UP.
         let deadline = Deadline::after(crate::env::scaled(Duration::from_secs(10), 1));
         let mut last = String::new();
-        let ready = poll_until(deadline, || match rt.block_on(links_not_up(&handles)) {
+        let ready = poll_until(deadline, || match rt.block_on(links_not_up(t, &handles)) {
             Ok(down) if down.is_empty() => Some(()),
             Ok(down) => {
                 last = down.join(", ");
@@ -142,10 +142,17 @@ impl Topology {
     }
 }
 
-/// Interfaces (other than `lo`) whose operstate is not UP yet, as `host:ifname`.
-async fn links_not_up(handles: &BTreeMap<String, Handle>) -> Result<Vec<String>, TopologyError> {
+/// First ends of veth pairs whose operstate is not UP yet, as `host:ifname`.
+///
+/// The first end of a pair to come up has no carrier at its open; it gets carrier when its
+/// peer comes up, and its queue is attached (until then it drops every packet) by the
+/// kernel's linkwatch, which sets the operstate in the same step. That event is urgent, so
+/// this wait is short. (The second end's operstate may lag up to a second behind, as a
+/// non-urgent linkwatch event, but its queue was attached in its own open: not waited for.)
+async fn links_not_up(t: &spec::Topology, handles: &BTreeMap<String, Handle>) -> Result<Vec<String>, TopologyError> {
     let mut down = Vec::new();
     for (host, handle) in handles {
+        let firsts: Vec<&str> = t.links.iter().filter(|l| &l.a.host == host).map(|l| l.a.ifname.as_str()).collect();
         let links: Vec<_> = handle.link().get().execute().try_collect().await.map_err(nl(format!("list links of {host}")))?;
         for l in links {
             let mut name = None;
@@ -158,7 +165,7 @@ async fn links_not_up(handles: &BTreeMap<String, Handle>) -> Result<Vec<String>,
                 }
             }
             if let Some(n) = name
-                && n != "lo"
+                && firsts.contains(&n.as_str())
                 && !up
             {
                 down.push(format!("{host}:{n}"));
@@ -217,7 +224,10 @@ async fn configure(
     }))
     .await?;
 
-    // 2. interface indexes per host; every interface (and `lo`) up.
+    // 2. interface indexes per host; then every interface up: `lo` and the first end of
+    // each pair, then the second ends. The second end finds its peer up, gets carrier in its
+    // own open and is activated there; the first end gets carrier only through the kernel's
+    // linkwatch (see `links_not_up`).
     let mut ifindex = BTreeMap::new();
     for (host, handle) in handles {
         let links: Vec<_> = handle.link().get().execute().try_collect().await.map_err(nl(format!("list links of {host}")))?;
@@ -231,14 +241,18 @@ async fn configure(
                 map.insert(n, l.header.index);
             }
         }
-        try_join_all(map.iter().map(|(name, idx)| {
-            let msg = LinkUnspec::new_with_index(*idx).up().build();
-            let what = format!("{host}: ip link set {name} up");
-            async move { handle.link().set(msg).execute().await.map_err(nl(what)) }
-        }))
-        .await?;
         ifindex.insert(host.clone(), map);
     }
+    let up = |host: &str, name: &str| {
+        let idx = ifindex[host].get(name).copied().unwrap_or(0);
+        let msg = LinkUnspec::new_with_index(idx).up().build();
+        let what = format!("{host}: ip link set {name} up");
+        let handle = &handles[host];
+        async move { handle.link().set(msg).execute().await.map_err(nl(what)) }
+    };
+    let firsts = t.hosts.keys().map(|h| (h.as_str(), "lo")).chain(t.links.iter().map(|l| (l.a.host.as_str(), l.a.ifname.as_str())));
+    try_join_all(firsts.map(|(h, n)| up(h, n))).await?;
+    try_join_all(t.links.iter().map(|l| up(&l.b.host, &l.b.ifname))).await?;
 
     // 3. addresses.
     let mut addr_reqs = Vec::new();

@@ -320,7 +320,7 @@ pub struct XFail {
 }
 
 /// A validated case.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Case {
     /// Trial name from the path: `connect::v4_basic`.
     pub id: String,
@@ -610,7 +610,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
 }
 
 /// Converts a written counter expectation (`3`, `"any"`, `{ ge = 1 }`) to its model.
-fn counter_expect(v: &RawCounter, at: &KeyPath, src: &Source, errs: &mut Vec<SpecError>) -> Option<CounterExpect> {
+pub(crate) fn counter_expect(v: &RawCounter, at: &KeyPath, src: &Source, errs: &mut Vec<SpecError>) -> Option<CounterExpect> {
     Some(match v {
         RawCounter::Int(n) => CounterExpect::Eq(*n),
         RawCounter::Word(w) if w == "any" => CounterExpect::Any,

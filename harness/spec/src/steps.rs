@@ -18,6 +18,7 @@
 //!           { host = "local", pm = "del", id = "$i" } ]
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
@@ -56,6 +57,11 @@ pub(crate) mod raw {
         pub wait_event: Option<toml::Value>,
         #[serde(default)]
         pub unprivileged: bool,
+        pub wait_counter: Option<BTreeMap<String, crate::case::RawCounter>>,
+        pub wait_info: Option<BTreeMap<String, toml::Value>>,
+        pub sysctl: Option<BTreeMap<String, crate::topology::SysctlValue>>,
+        pub check: Option<String>,
+        pub args: Option<toml::Table>,
         pub timeout: Option<crate::units::IntOrString>,
     }
 
@@ -186,7 +192,7 @@ pub struct StepExpect {
 }
 
 /// One step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// A PM command on a host.
     Pm {
@@ -212,6 +218,51 @@ pub enum Step {
         event: crate::events::EventMatch,
         /// Deadline before slowness scaling.
         timeout: std::time::Duration,
+    },
+    /// Waits until counters of `host` (deltas since the case started) satisfy expectations.
+    WaitCounter {
+        /// Where it sits in the file.
+        at: String,
+        /// Host.
+        host: String,
+        /// Counter name -> expectation.
+        counters: Vec<(String, crate::case::CounterExpect)>,
+        /// Deadline before slowness scaling.
+        timeout: std::time::Duration,
+    },
+    /// Waits until `mptcp_info` fields of a live connection's socket satisfy expectations.
+    WaitInfo {
+        /// Where it sits in the file.
+        at: String,
+        /// Connection name.
+        conn: String,
+        /// `client` or `server` side.
+        side: String,
+        /// Field name -> expectation.
+        fields: Vec<(String, crate::case::CounterExpect)>,
+        /// Deadline before slowness scaling.
+        timeout: std::time::Duration,
+    },
+    /// Writes sysctls in a host.
+    Sysctl {
+        /// Where it sits in the file.
+        at: String,
+        /// Host.
+        host: String,
+        /// Name -> value.
+        values: Vec<(String, String)>,
+    },
+    /// Runs a built-in check routine of the runner (socket-option and ioctl semantics that
+    /// need code, e.g. `mptcp_sockopt.c`'s malformed-header cases) in a host.
+    Check {
+        /// Where it sits in the file.
+        at: String,
+        /// Host.
+        host: String,
+        /// Check name (see the runner's `checks` module).
+        name: String,
+        /// Its arguments.
+        args: toml::Table,
     },
     /// Runs `steps` once for each `$var` in `from..=to`.
     Repeat {
@@ -270,6 +321,91 @@ fn validate_step(
         let steps = validate_steps(body, &at.key("steps"), topo, &inner, src, errs);
         return Some(Step::Repeat { var: r.var.clone(), from: r.from, to: r.to, steps });
     }
+    let timeout = match &s.timeout {
+        None => std::time::Duration::from_secs(10),
+        Some(t) => crate::units::parse_duration(&t.0).unwrap_or_else(|e| {
+            errs.push(src.error(at.key("timeout"), e));
+            std::time::Duration::from_secs(10)
+        }),
+    };
+    let host_of = |errs: &mut Vec<SpecError>| -> Option<String> {
+        let Some(host) = s.host.clone() else {
+            errs.push(src.error(at.clone(), "this step needs `host`"));
+            return None;
+        };
+        if !topo.hosts.contains_key(&host) {
+            errs.push(src.error(at.key("host"), format!("unknown host {host:?}; topology {:?} has: {}", topo.name, list(topo.hosts.keys()))));
+        }
+        Some(host)
+    };
+    let kinds = [s.pm.is_some(), s.wait_event.is_some(), s.wait_counter.is_some(), s.wait_info.is_some(), s.sysctl.is_some(), s.check.is_some()];
+    if kinds.iter().filter(|k| **k).count() > 1 {
+        errs.push(src.error(at.clone(), "a step does one thing: `pm`, `wait_event`, `wait_counter`, `wait_info`, `sysctl` or `check`"));
+        return None;
+    }
+    if let Some(w) = &s.wait_counter {
+        let host = host_of(errs)?;
+        let mut counters = Vec::new();
+        for (name, v) in w {
+            let ap = at.key("wait_counter").key(name);
+            if !crate::counters::is_known(name) {
+                let hint = crate::counters::suggest(name).map(|x| format!("; did you mean {x:?}?")).unwrap_or_default();
+                errs.push(src.error(ap, format!("unknown counter {name:?}{hint}")));
+                continue;
+            }
+            if let Some(c) = crate::case::counter_expect(v, &ap, src, errs) {
+                counters.push((name.clone(), c));
+            }
+        }
+        return Some(Step::WaitCounter { at: at.to_string(), host, counters, timeout });
+    }
+    if let Some(w) = &s.wait_info {
+        let mut conn = None;
+        let mut side = None;
+        let mut fields = Vec::new();
+        for (k, v) in w {
+            let ap = at.key("wait_info").key(k);
+            match (k.as_str(), v) {
+                ("conn", toml::Value::String(c)) => conn = Some(c.clone()),
+                ("side", toml::Value::String(x)) if x == "client" || x == "server" => side = Some(x.clone()),
+                ("side", _) => errs.push(src.error(ap, "expected \"client\" or \"server\"")),
+                (f, v) if mptcp_wire::mptcp_info::MptcpInfo::is_field(f) || matches!(f, "extra_subflows" | "limit_extra_subflows" | "endp_signal_max" | "limit_add_addr_accepted" | "endp_subflow_max") => {
+                    let raw: Result<crate::case::RawCounter, _> = v.clone().try_into();
+                    match raw {
+                        Ok(r) => {
+                            if let Some(c) = crate::case::counter_expect(&r, &ap, src, errs) {
+                                fields.push((f.to_owned(), c));
+                            }
+                        }
+                        Err(e) => errs.push(src.error(ap, e.to_string())),
+                    }
+                }
+                (f, _) => errs.push(src.error(ap, format!(
+                    "unknown mptcp_info field {f:?}; expected conn, side or one of {}",
+                    mptcp_wire::mptcp_info::MptcpInfo::field_names().collect::<Vec<_>>().join(", ")
+                ))),
+            }
+        }
+        let conn = conn.unwrap_or_else(|| "conn0".to_owned());
+        let Some(side) = side else {
+            errs.push(src.error(at.key("wait_info"), "`wait_info` needs `side = \"client\"` or `\"server\"`"));
+            return None;
+        };
+        return Some(Step::WaitInfo { at: at.to_string(), conn, side, fields, timeout });
+    }
+    if let Some(v) = &s.sysctl {
+        let host = host_of(errs)?;
+        let mut values = Vec::new();
+        for (k, val) in v {
+            crate::topology::check_sysctl_name(k, &at.key("sysctl").key(k), src, errs);
+            values.push((k.clone(), val.0.clone()));
+        }
+        return Some(Step::Sysctl { at: at.to_string(), host, values });
+    }
+    if let Some(name) = &s.check {
+        let host = host_of(errs)?;
+        return Some(Step::Check { at: at.to_string(), host, name: name.clone(), args: s.args.clone().unwrap_or_default() });
+    }
     if let Some(ev) = &s.wait_event {
         let Some(host) = s.host.clone() else {
             errs.push(src.error(at.clone(), "a step needs `host`"));
@@ -281,13 +417,6 @@ fn validate_step(
         if s.pm.is_some() {
             errs.push(src.error(at.key("wait_event"), "a step is either `pm = ...` or `wait_event = ...`"));
         }
-        let timeout = match &s.timeout {
-            None => std::time::Duration::from_secs(10),
-            Some(t) => crate::units::parse_duration(&t.0).unwrap_or_else(|e| {
-                errs.push(src.error(at.key("timeout"), e));
-                std::time::Duration::from_secs(10)
-            }),
-        };
         let mut m = crate::events::parse_seq(std::slice::from_ref(ev), &at.key("wait_event"), src, errs);
         return m.pop().map(|event| Step::WaitEvent { at: at.to_string(), host, event, timeout });
     }
