@@ -185,6 +185,8 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     };
 
     phases.push(("topology", t0.elapsed()));
+    let kernel_log = crate::kmsg::Watch::start();
+    let capture = crate::pcap::Capture::start(&topo);
     if let Err(e) = setup_hosts(case, &topo) {
         let _ = writeln!(report, "host setup failed: {e}");
         return finish(case, ctx, topo, Verdict::Fail, report);
@@ -315,6 +317,21 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     }
     if !mismatches.is_empty() {
         failed = true;
+    }
+    let splats = kernel_log.map(crate::kmsg::Watch::finish).unwrap_or_default();
+    if !splats.is_empty() {
+        failed = true;
+        let _ = writeln!(report, "CRITICAL: the kernel logged {} splat(s) during this case:", splats.len());
+        for sp in &splats {
+            for line in sp.lines() {
+                let _ = writeln!(report, "  {line}");
+            }
+        }
+    }
+    let dir = ctx.artifacts_dir.join(case.id.replace("::", "__"));
+    let pcap = capture.and_then(|c| c.finish(failed.then_some(dir.as_path())));
+    if let Some(p) = &pcap {
+        let _ = writeln!(report, "packet capture: {}", p.display());
     }
     if failed {
         let mut r = String::new();
