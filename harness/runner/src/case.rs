@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use mptcp_spec::Case;
-use mptcp_spec::case::{Connection, Stage};
+use mptcp_spec::case::{Connection, Side, Stage};
 use mptcp_spec::errno;
 use mptcp_spec::judge::{self, Mismatch};
 use mptcp_wire::mib::Snapshot;
@@ -215,6 +215,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     phases.push(("setup", t0.elapsed()));
     let mut steplog = Vec::new();
     let mut step_failure = None;
+    let mut held_listeners = Vec::new();
     let outcomes = run_connections(case, &topo, deadline, |infos| {
         for info in infos.iter().flatten() {
             info.export(&mut vars);
@@ -245,12 +246,14 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
             seen: BTreeMap::new(),
             concurrency: ctx.concurrency,
             before: &before,
+            listeners: Vec::new(),
             conns: infos.iter().flatten().map(|i| (i.name.clone(), (i.client_fd.clone(), i.server_fd.clone()))).collect(),
         };
         if let Err(f) = steps::run(&mut sc, &case.steps) {
             step_failure = Some(f);
         }
         steplog = sc.log;
+        held_listeners = sc.listeners;
     });
     if let Some(f) = step_failure {
         failed = true;
@@ -283,6 +286,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     // hold, or until a short settle deadline, then judge the final values.
     let settle = Deadline::after(env::scaled(Duration::from_secs(2), ctx.concurrency)).min(deadline);
     phases.push(("traffic", t0.elapsed()));
+    drop(held_listeners);
     let events_hold = || {
         case.expect.iter().all(|(h, e)| {
             e.events.is_empty() || recorders.get(h).is_some_and(|r| events::check_events(h, &e.events, &plain(&r.snapshot()), &vars).is_empty())
@@ -495,8 +499,16 @@ fn connect_and_exchange(
     let mut ssock = traffic::accept(&lst, &sv, deadline).map_err(|e| (None, e))?;
     // A first byte each way: an MPTCP client is fully established (and its path manager
     // acts) only once data has flowed.
-    let mut cstream = Stream::new(&cl, c.upload, up, c.download, down);
-    let mut sstream = Stream::new(&sv, c.download, down, c.upload, up);
+    let fc = c.fastclose;
+    let closer = |side: Side| fc.filter(|f| f.by == side).map(|f| f.after);
+    let mut cstream = Stream::new(&cl, c.upload, up, c.download, down)
+        .paced(c.pace)
+        .abort_after(closer(Side::Client))
+        .tolerate_reset(fc.is_some_and(|f| f.by == Side::Server));
+    let mut sstream = Stream::new(&sv, c.download, down, c.upload, up)
+        .paced(c.pace)
+        .abort_after(closer(Side::Server))
+        .tolerate_reset(fc.is_some_and(|f| f.by == Side::Client));
     let stage = |e| (None, e);
     if c.upload > 0 {
         cstream.pump(&mut csock, 1, |t| t.sent >= 1, deadline).map_err(stage)?;
@@ -520,18 +532,48 @@ fn connect_and_exchange(
         _ => None,
     };
     established(info);
-    if !gate.wait(deadline) {
-        return Err((None, SockError::Timeout { host: c.client.clone(), what: "waiting for the steps".into(), detail: "steps did not finish".into() }));
+    let wait_gate = || {
+        if gate.wait(deadline) {
+            Ok(())
+        } else {
+            Err((None, SockError::Timeout { host: c.client.clone(), what: "waiting for the steps".into(), detail: "steps did not finish".into() }))
+        }
+    };
+    if !c.with_steps {
+        wait_gate()?;
     }
-    drop(lst);
+    let panicked = |p: Box<dyn std::any::Any + Send>| SockError::Timeout {
+        host: sv.clone(),
+        what: "server thread".into(),
+        detail: format!("panicked: {}", crate::netns::panic_text(&*p)),
+    };
     std::thread::scope(|s| {
-        let srv = s.spawn(|| sstream.finish(&mut ssock, deadline));
-        let cli = cstream.finish(&mut csock, deadline);
-        // A failed side drops its socket here, which ends the peer's loop (EOF or reset).
-        drop(csock);
-        let srv = srv.join().unwrap_or_else(|p| {
-            Err(SockError::Timeout { host: sv.clone(), what: "server thread".into(), detail: format!("panicked: {}", crate::netns::panic_text(&p)) })
+        // The server side runs on its own thread and hands its socket back when done.
+        let srv = s.spawn(move || {
+            let r = sstream.finish(&mut ssock, deadline);
+            (r, ssock)
         });
+        let cli = cstream.finish(&mut csock, deadline);
+        // The closing side of a fastclose closes now (abortively); a failed side drops its
+        // socket here too, which ends the peer's loop (EOF or reset).
+        if fc.is_some_and(|f| f.by == Side::Client) || cli.is_err() {
+            traffic::abortive_close(csock, &cl).map_err(|e| (None, e))?;
+            let srv = srv.join().map(|(r, _)| r).unwrap_or_else(|p| Err(panicked(p)));
+            return Ok((cli.map_err(|e| (None, e))?, srv.map_err(|e| (None, e))?));
+        }
+        let (srv, ssock) = match srv.join() {
+            Ok((r, sock)) => (r, Some(sock)),
+            Err(p) => (Err(panicked(p)), None),
+        };
+        if c.with_steps {
+            wait_gate()?;
+        }
+        if let Some(ssock) = ssock
+            && fc.is_some_and(|f| f.by == Side::Server)
+        {
+            traffic::abortive_close(ssock, &sv).map_err(|e| (None, e))?;
+        }
+        drop(csock);
         Ok((cli.map_err(|e| (None, e))?, srv.map_err(|e| (None, e))?))
     })
 }

@@ -24,6 +24,7 @@ pub mod library;
 pub mod kmsg;
 pub mod mib;
 pub mod netns;
+pub mod nft;
 pub mod pcap;
 pub mod pm;
 pub mod probe;

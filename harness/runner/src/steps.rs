@@ -37,6 +37,8 @@ pub struct StepContext<'a> {
     pub concurrency: usize,
     /// Counter snapshots taken before the case's traffic, per host.
     pub before: &'a BTreeMap<String, Snapshot>,
+    /// Listeners opened by `listen` steps, kept until the case ends.
+    pub listeners: Vec<socket2::Socket>,
     /// Live connections by name: duplicated client and server socket descriptors.
     pub conns: BTreeMap<String, (Option<Arc<OwnedFd>>, Option<Arc<OwnedFd>>)>,
 }
@@ -64,7 +66,7 @@ impl std::fmt::Display for StepFailure {
 /// case did not intend). `log` gets one line per command run.
 pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure> {
     for s in steps {
-        let StepContext { topo, clients, vars, log, recorders, seen, concurrency, before, conns } = ctx;
+        let StepContext { topo, clients, vars, log, recorders, seen, concurrency, before, conns, listeners } = ctx;
         let topo = *topo;
         match s {
             Step::WaitCounter { at, host, counters, timeout } => {
@@ -120,6 +122,25 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                     return Err(StepFailure { at: at.clone(), host: format!("{conn} {side}"), command: format!("wait_info {want}"), detail: format!("not reached within {:?}; mptcp_info: {last}", crate::env::scaled(*timeout, *concurrency)) });
                 }
                 log.push(format!("{at} {conn} {side}: mptcp_info {want}"));
+            }
+            Step::Nft { at, host, rules } => {
+                crate::nft::load(&topo.host(host).ns, rules).map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: "nft -f -".into(), detail: e })?;
+                log.push(format!("{at} {host}: nft rules loaded"));
+            }
+            Step::Link { at, host, dev, up } => {
+                crate::topology::set_link(topo.host(host), dev, *up).map_err(|e| StepFailure {
+                    at: at.clone(),
+                    host: host.clone(),
+                    command: format!("ip link set {dev} {}", if *up { "up" } else { "down" }),
+                    detail: e.to_string(),
+                })?;
+                log.push(format!("{at} {host}: ip link set {dev} {}", if *up { "up" } else { "down" }));
+            }
+            Step::Listen { at, host, addr, proto } => {
+                let l = crate::traffic::listener(&topo.host(host).ns, host, addr.ip(), addr.port(), *proto)
+                    .map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: format!("listen {addr}"), detail: e.to_string() })?;
+                listeners.push(l);
+                log.push(format!("{at} {host}: listening on {addr}"));
             }
             Step::Sysctl { at, host, values } => {
                 crate::sysctl::write_all(&topo.host(host).ns, values)

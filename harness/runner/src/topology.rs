@@ -175,6 +175,29 @@ async fn links_not_up(t: &spec::Topology, handles: &BTreeMap<String, Handle>) ->
     Ok(down)
 }
 
+/// Sets an interface of a host down or up (`ip link set DEV down|up`) over rtnetlink.
+pub fn set_link(host: &Host, dev: &str, up: bool) -> Result<(), TopologyError> {
+    let idx = *host.ifindex.get(dev).ok_or_else(|| TopologyError::Io {
+        what: format!("{}: no interface {dev}", host.name),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    let fd = host.ns.run(route_socket)?.map_err(|e| TopologyError::Io { what: format!("open an rtnetlink socket in {}", host.ns.name()), source: e })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| TopologyError::Io { what: "start a tokio runtime".into(), source: e })?;
+    let what = format!("{}: ip link set {dev} {}", host.name, if up { "up" } else { "down" });
+    rt.block_on(async {
+        // SAFETY: `fd` is an owned, open netlink socket handed over whole.
+        let sock = unsafe { netlink_sys::TokioSocket::from_raw_fd(fd.into_raw_fd()) };
+        let (conn, handle, _) = rtnetlink::from_socket(sock);
+        tokio::spawn(conn);
+        let b = LinkUnspec::new_with_index(idx);
+        let msg = if up { b.up() } else { b.down() }.build();
+        handle.link().set(msg).execute().await.map_err(nl(what))
+    })
+}
+
 fn route_socket() -> std::io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked before being owned.
     let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };

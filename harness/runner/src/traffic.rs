@@ -219,6 +219,13 @@ pub struct Stream {
     done: Transfer,
     shut: bool,
     eof: bool,
+    pace: Option<(u64, std::time::Duration)>,
+    next_send: std::time::Instant,
+    chunk_left: u64,
+    abort_after: Option<u64>,
+    tolerate_reset: bool,
+    /// The peer reset the connection (only when tolerated).
+    pub reset: bool,
 }
 
 impl Stream {
@@ -238,7 +245,33 @@ impl Stream {
             done: Transfer::default(),
             shut: false,
             eof: false,
+            pace: None,
+            next_send: std::time::Instant::now(),
+            chunk_left: 0,
+            abort_after: None,
+            tolerate_reset: false,
+            reset: false,
         }
+    }
+
+    /// Sends `chunk` bytes every `interval` instead of as fast as possible (the wait between
+    /// chunks is a poll(2) timeout on the socket, so reads go on meanwhile).
+    pub fn paced(mut self, pace: Option<(u64, std::time::Duration)>) -> Self {
+        self.pace = pace;
+        self
+    }
+
+    /// This side stops once it has received `after` bytes (then the caller closes abortively).
+    pub fn abort_after(mut self, after: Option<u64>) -> Self {
+        self.abort_after = after;
+        self
+    }
+
+    /// The peer may reset the connection: a reset ends the stream instead of failing it,
+    /// and fewer bytes than planned may arrive (each one still checked).
+    pub fn tolerate_reset(mut self, yes: bool) -> Self {
+        self.tolerate_reset = yes;
+        self
     }
 
     /// What was sent and received so far.
@@ -249,7 +282,14 @@ impl Stream {
     /// Runs the transfer to its end: everything sent, write side shut, EOF read, and exactly
     /// the expected number of bytes received.
     pub fn finish(&mut self, sock: &mut Socket, deadline: Deadline) -> Result<Transfer, SockError> {
+        if let Some(after) = self.abort_after {
+            let target = after.min(self.recv);
+            return self.pump(sock, u64::MAX, move |t| t.received >= target, deadline);
+        }
         self.pump(sock, u64::MAX, |_| false, deadline)?;
+        if self.reset {
+            return Ok(self.done);
+        }
         if self.done.received != self.recv {
             return Err(SockError::Length { host: self.host.clone(), got: self.done.received, want: self.recv });
         }
@@ -273,7 +313,21 @@ impl Stream {
             if self.shut && self.eof {
                 return Ok(self.done);
             }
-            let want_out = !self.shut && (self.done.sent < limit || self.out_off < self.out_len);
+            let mut want_out = !self.shut && (self.done.sent < limit || self.out_off < self.out_len);
+            let mut wake = deadline;
+            if let Some((chunk, interval)) = self.pace
+                && want_out
+                && self.chunk_left == 0
+            {
+                let now = std::time::Instant::now();
+                if now >= self.next_send {
+                    self.chunk_left = chunk;
+                    self.next_send = now + interval;
+                } else {
+                    want_out = false;
+                    wake = deadline.min(Deadline::after(self.next_send - now));
+                }
+            }
             let mut flags = PollFlags::empty();
             if !self.eof {
                 flags |= PollFlags::POLLIN;
@@ -282,7 +336,7 @@ impl Stream {
                 flags |= PollFlags::POLLOUT;
             }
             let mut fds = [PollFd::new(sock.as_fd(), flags)];
-            let t = PollTimeout::from(deadline.poll_timeout_ms(std::time::Duration::from_secs(60)));
+            let t = PollTimeout::from(wake.poll_timeout_ms(std::time::Duration::from_secs(60)));
             let ready = match poll(&mut fds, t) {
                 Ok(n) => n,
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -312,12 +366,19 @@ impl Stream {
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if self.tolerate_reset && is_reset(&e) => {
+                        self.reset = true;
+                        return Ok(self.done);
+                    }
                     Err(e) => return Err(sys(host, "read", &e)),
                 }
             }
             if rev.intersects(PollFlags::POLLOUT) && want_out {
                 if self.out_off == self.out_len {
-                    let room = (limit - self.done.sent).min(self.out.len() as u64);
+                    let mut room = (limit - self.done.sent).min(self.out.len() as u64);
+                    if self.pace.is_some() {
+                        room = room.min(self.chunk_left);
+                    }
                     let n = usize::try_from(room).unwrap_or(self.out.len());
                     self.tx.fill(&mut self.out[..n]);
                     self.out_off = 0;
@@ -328,14 +389,30 @@ impl Stream {
                         Ok(n) => {
                             self.out_off += n;
                             self.done.sent += n as u64;
+                            self.chunk_left = self.chunk_left.saturating_sub(n as u64);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if self.tolerate_reset && is_reset(&e) => {
+                            self.reset = true;
+                            return Ok(self.done);
+                        }
                         Err(e) => return Err(sys(host, "write", &e)),
                     }
                 }
             }
         }
     }
+}
+
+fn is_reset(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ECONNABORTED))
+}
+
+/// Closes abortively: SO_LINGER {on, 0} then close, which makes MPTCP send MP_FASTCLOSE.
+pub fn abortive_close(sock: Socket, host: &str) -> Result<(), SockError> {
+    sock.set_linger(Some(std::time::Duration::ZERO)).map_err(|e| sys(host, "setsockopt(SO_LINGER, 0)", &e))?;
+    drop(sock);
+    Ok(())
 }
 
 #[cfg(test)]

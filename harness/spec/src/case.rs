@@ -92,6 +92,23 @@ mod raw {
         pub upload: Option<IntOrString>,
         pub download: Option<IntOrString>,
         pub error: Option<ExpectedError>,
+        pub transfer: Option<String>,
+        pub close: Option<Close>,
+        pub pace: Option<Pace>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Close {
+        pub by: String,
+        pub after: Option<IntOrString>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Pace {
+        pub chunk: IntOrString,
+        pub interval: IntOrString,
     }
 
     #[derive(Debug, Deserialize)]
@@ -297,6 +314,30 @@ pub struct Connection {
     pub download: u64,
     /// Expected failure instead of a transfer.
     pub error: Option<ExpectedError>,
+    /// The bulk transfer runs while the steps run (true) or after them (false, default).
+    pub with_steps: bool,
+    /// An abortive close (SO_LINGER 0: MP_FASTCLOSE) by one side instead of a clean one.
+    pub fastclose: Option<FastClose>,
+    /// Paced sending: `chunk` bytes every `interval`, on both sides.
+    pub pace: Option<(u64, Duration)>,
+}
+
+/// Which end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The connecting end.
+    Client,
+    /// The accepted end.
+    Server,
+}
+
+/// An abortive close of one side after it has received `after` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastClose {
+    /// The side that closes.
+    pub by: Side,
+    /// Bytes that side receives before closing (it sends all it has until then).
+    pub after: u64,
 }
 
 /// Expectations on one host.
@@ -525,6 +566,38 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             }
             Some(ExpectedError { at: at?, errno: n? })
         });
+        let with_steps = match c.transfer.as_deref() {
+            None | Some("after_steps") => false,
+            Some("with_steps") => true,
+            Some(o) => {
+                errs.push(src.error(cp.key("transfer"), format!("expected \"after_steps\" or \"with_steps\", found {o:?}")));
+                false
+            }
+        };
+        let fastclose = c.close.as_ref().and_then(|cl| {
+            let by = match cl.by.as_str() {
+                "client" => Side::Client,
+                "server" => Side::Server,
+                o => {
+                    errs.push(src.error(cp.key("close").key("by"), format!("expected \"client\" or \"server\", found {o:?}")));
+                    return None;
+                }
+            };
+            let after = cl.after.as_ref().map_or(Ok(0), |a| parse_size(&a.0)).unwrap_or_else(|e| {
+                errs.push(src.error(cp.key("close").key("after"), e));
+                0
+            });
+            Some(FastClose { by, after })
+        });
+        let pace = c.pace.as_ref().and_then(|p| {
+            let chunk = parse_size(&p.chunk.0).map_err(|e| errs.push(src.error(cp.key("pace").key("chunk"), e))).ok()?;
+            let interval = parse_duration(&p.interval.0).map_err(|e| errs.push(src.error(cp.key("pace").key("interval"), e))).ok()?;
+            if chunk == 0 {
+                errs.push(src.error(cp.key("pace").key("chunk"), "a paced chunk must be at least 1 byte"));
+                return None;
+            }
+            Some((chunk, interval))
+        });
         let port = c.port.unwrap_or(10000 + u16::try_from(i).unwrap_or(0));
         if port == 0 {
             errs.push(src.error(cp.key("port"), "port 0 is not a port"));
@@ -541,6 +614,9 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             upload,
             download,
             error,
+            with_steps,
+            fastclose,
+            pace,
         });
     }
 

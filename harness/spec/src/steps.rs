@@ -62,7 +62,18 @@ pub(crate) mod raw {
         pub sysctl: Option<BTreeMap<String, crate::topology::SysctlValue>>,
         pub check: Option<String>,
         pub args: Option<toml::Table>,
+        pub nft: Option<String>,
+        pub link: Option<LinkChange>,
+        pub listen: Option<String>,
+        pub proto: Option<String>,
         pub timeout: Option<crate::units::IntOrString>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct LinkChange {
+        pub dev: String,
+        pub state: String,
     }
 
     #[derive(Debug, Deserialize)]
@@ -264,6 +275,37 @@ pub enum Step {
         /// Its arguments.
         args: toml::Table,
     },
+    /// Loads nftables rules in a host (`nft -f -` inside its namespace).
+    Nft {
+        /// Where it sits in the file.
+        at: String,
+        /// Host.
+        host: String,
+        /// The ruleset text.
+        rules: String,
+    },
+    /// Sets an interface down or up (`ip link set DEV down|up`).
+    Link {
+        /// Where it sits in the file.
+        at: String,
+        /// Host.
+        host: String,
+        /// Interface.
+        dev: String,
+        /// Up (true) or down.
+        up: bool,
+    },
+    /// Opens one more listener in a host, kept until the case ends.
+    Listen {
+        /// Where it sits in the file.
+        at: String,
+        /// Host.
+        host: String,
+        /// Address and port.
+        addr: SocketAddr,
+        /// Protocol.
+        proto: crate::case::Proto,
+    },
     /// Runs `steps` once for each `$var` in `from..=to`.
     Repeat {
         /// Variable name (without `$`).
@@ -338,10 +380,58 @@ fn validate_step(
         }
         Some(host)
     };
-    let kinds = [s.pm.is_some(), s.wait_event.is_some(), s.wait_counter.is_some(), s.wait_info.is_some(), s.sysctl.is_some(), s.check.is_some()];
+    let kinds = [
+        s.pm.is_some(),
+        s.wait_event.is_some(),
+        s.wait_counter.is_some(),
+        s.wait_info.is_some(),
+        s.sysctl.is_some(),
+        s.check.is_some(),
+        s.nft.is_some(),
+        s.link.is_some(),
+        s.listen.is_some(),
+    ];
     if kinds.iter().filter(|k| **k).count() > 1 {
-        errs.push(src.error(at.clone(), "a step does one thing: `pm`, `wait_event`, `wait_counter`, `wait_info`, `sysctl` or `check`"));
+        errs.push(src.error(at.clone(), "a step does one thing: `pm`, `wait_event`, `wait_counter`, `wait_info`, `sysctl`, `check`, `nft`, `link` or `listen`"));
         return None;
+    }
+    if let Some(rules) = &s.nft {
+        let host = host_of(errs)?;
+        return Some(Step::Nft { at: at.to_string(), host, rules: rules.clone() });
+    }
+    if let Some(l) = &s.link {
+        let host = host_of(errs)?;
+        if !topo.interfaces(&host).any(|i| i.ifname == l.dev) {
+            errs.push(src.error(at.key("link").key("dev"), format!("host {host:?} has no interface {:?}", l.dev)));
+        }
+        let up = match l.state.as_str() {
+            "up" => true,
+            "down" => false,
+            o => {
+                errs.push(src.error(at.key("link").key("state"), format!("expected \"up\" or \"down\", found {o:?}")));
+                return None;
+            }
+        };
+        return Some(Step::Link { at: at.to_string(), host, dev: l.dev.clone(), up });
+    }
+    if let Some(l) = &s.listen {
+        let host = host_of(errs)?;
+        let addr: SocketAddr = match l.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                errs.push(src.error(at.key("listen"), format!("{l:?} is not an address:port (\"10.0.2.1:10000\", \"[::]:10000\")")));
+                return None;
+            }
+        };
+        let proto = match s.proto.as_deref() {
+            None | Some("mptcp") => crate::case::Proto::Mptcp,
+            Some("tcp") => crate::case::Proto::Tcp,
+            Some(o) => {
+                errs.push(src.error(at.key("proto"), format!("expected \"mptcp\" or \"tcp\", found {o:?}")));
+                return None;
+            }
+        };
+        return Some(Step::Listen { at: at.to_string(), host, addr, proto });
     }
     if let Some(w) = &s.wait_counter {
         let host = host_of(errs)?;
