@@ -557,6 +557,7 @@ fn connect_and_exchange(
         // The closing side of a fastclose closes now (abortively); a failed side drops its
         // socket here too, which ends the peer's loop (EOF or reset).
         if fc.is_some_and(|f| f.by == Side::Client) || cli.is_err() {
+            drop(lst);
             traffic::abortive_close(csock, &cl).map_err(|e| (None, e))?;
             let srv = srv.join().map(|(r, _)| r).unwrap_or_else(|p| Err(panicked(p)));
             return Ok((cli.map_err(|e| (None, e))?, srv.map_err(|e| (None, e))?));
@@ -568,6 +569,9 @@ fn connect_and_exchange(
         if c.with_steps {
             wait_gate()?;
         }
+        // The listener closes once the transfers are done (joins needed it until then),
+        // before the connection's sockets: a fixed order for event expectations.
+        drop(lst);
         if let Some(ssock) = ssock
             && fc.is_some_and(|f| f.by == Side::Server)
         {
