@@ -5,7 +5,8 @@ use std::net::IpAddr;
 
 use mptcp_spec::errno;
 use mptcp_spec::events::Vars;
-use mptcp_spec::steps::{EndpointExpect, NumOrVar, PmCommand, Step, StepExpect};
+use mptcp_spec::steps::{AddrPortVar, EndpointExpect, NumOrVar, PmCommand, Step, StepExpect};
+use std::net::SocketAddr;
 use mptcp_wire::event::AttrValue;
 use mptcp_wire::pm::{AddrPort, AddrTarget, Endpoint, EndpointFlags, PmRequest};
 
@@ -137,10 +138,20 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 log.push(format!("{at} {host}: ip link set {dev} {}", if *up { "up" } else { "down" }));
             }
             Step::Listen { at, host, addr, proto } => {
+                let addr = sockaddr(addr, vars).map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: format!("listen {addr}"), detail: e })?;
                 let l = crate::traffic::listener(&topo.host(host).ns, host, addr.ip(), addr.port(), *proto)
                     .map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: format!("listen {addr}"), detail: e.to_string() })?;
                 listeners.push(l);
                 log.push(format!("{at} {host}: listening on {addr}"));
+            }
+            Step::CloseListener { at, host, addr } => {
+                let want = sockaddr(addr, vars).map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: format!("close listener {addr}"), detail: e })?;
+                let before_len = listeners.len();
+                listeners.retain(|l| l.local_addr().ok().and_then(|a| a.as_socket()).map(|a| (a.ip().to_canonical(), a.port())) != Some((want.ip().to_canonical(), want.port())));
+                if listeners.len() == before_len {
+                    return Err(StepFailure { at: at.clone(), host: host.clone(), command: format!("close listener {want}"), detail: "no listener of a `listen` step has that address".into() });
+                }
+                log.push(format!("{at} {host}: closed listener {want}"));
             }
             Step::Sysctl { at, host, values } => {
                 crate::sysctl::write_all(&topo.host(host).ns, values)
@@ -154,7 +165,7 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 }
                 log.push(format!("{at} {host}: check {name} passed"));
             }
-            Step::WaitEvent { at, host, event, timeout } => {
+            Step::WaitEvent { at, host, event, capture, timeout } => {
                 let Some(rec) = recorders.get(host) else {
                     return Err(StepFailure { at: at.clone(), host: host.clone(), command: "wait_event".into(), detail: "no event recorder for this host".into() });
                 };
@@ -169,7 +180,18 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 match found {
                     Some(i) => {
                         seen.insert(host.clone(), i + 1);
-                        log.push(format!("{at} {host}: saw {}", rec.snapshot().events[i].event));
+                        let ev = rec.snapshot().events[i].event.clone();
+                        for (attr, var) in capture {
+                            match ev.attr(attr) {
+                                Some(v) => {
+                                    vars.insert(var.clone(), v);
+                                }
+                                None => {
+                                    return Err(StepFailure { at: at.clone(), host: host.clone(), command: format!("capture {attr}"), detail: format!("the matched event has no {attr}: {ev}") });
+                                }
+                            }
+                        }
+                        log.push(format!("{at} {host}: saw {ev}"));
                     }
                     None => {
                         return Err(StepFailure {
@@ -236,13 +258,13 @@ fn ifindex(h: &Host, dev: &str) -> Result<i32, String> {
     h.ifindex.get(dev).map(|i| *i as i32).ok_or_else(|| format!("host {} has no interface {dev}", h.name))
 }
 
-fn endpoint(h: &Host, addr: IpAddr, id: &Option<NumOrVar>, fl: &[String], port: Option<u16>, dev: &Option<String>, vars: &Vars) -> Result<Endpoint, String> {
+fn endpoint(h: &Host, addr: IpAddr, id: &Option<NumOrVar>, fl: &[String], port: &Option<NumOrVar>, dev: &Option<String>, vars: &Vars) -> Result<Endpoint, String> {
     let mut e = Endpoint::new(addr).with_flags(flags(fl)?);
     if let Some(id) = id {
         e = e.with_id(small(id, vars, "id")?);
     }
     if let Some(p) = port {
-        e = e.with_port(p);
+        e = e.with_port(small(p, vars, "port")?);
     }
     if let Some(d) = dev {
         e = e.with_ifindex(ifindex(h, d)?);
@@ -250,11 +272,16 @@ fn endpoint(h: &Host, addr: IpAddr, id: &Option<NumOrVar>, fl: &[String], port: 
     Ok(e)
 }
 
+/// Resolves an `ip:port` whose port may be a variable.
+pub fn sockaddr(a: &AddrPortVar, vars: &Vars) -> Result<SocketAddr, String> {
+    Ok(SocketAddr::new(a.ip, small(&a.port, vars, "port")?))
+}
+
 /// Builds the request for a command, resolving variables and device names.
 pub fn request(cmd: &PmCommand, h: &Host, vars: &Vars) -> Result<PmRequest, String> {
     let token = |t: &Option<NumOrVar>| t.as_ref().map(|t| small::<u32>(t, vars, "token")).transpose();
     Ok(match cmd {
-        PmCommand::Add { addr, id, flags, port, dev } => PmRequest::AddAddr(endpoint(h, *addr, id, flags, *port, dev, vars)?),
+        PmCommand::Add { addr, id, flags, port, dev } => PmRequest::AddAddr(endpoint(h, *addr, id, flags, port, dev, vars)?),
         PmCommand::Del { id, addr } => PmRequest::DelAddr { id: small(id, vars, "id")?, addr: *addr },
         PmCommand::Get { id, token: t } => PmRequest::GetAddr { id: small(id, vars, "id")?, token: token(t)? },
         PmCommand::Dump { token: t } => PmRequest::DumpAddrs { token: token(t)? },
@@ -264,26 +291,28 @@ pub fn request(cmd: &PmCommand, h: &Host, vars: &Vars) -> Result<PmRequest, Stri
         PmCommand::SetFlags { id, addr, port, flags: fl, token: t, remote } => {
             let target = match (id, addr) {
                 (Some(id), _) => AddrTarget::Id(small(id, vars, "id")?),
-                (None, Some(a)) => AddrTarget::Addr(AddrPort { addr: *a, port: *port }),
+                (None, Some(a)) => AddrTarget::Addr(AddrPort { addr: *a, port: port.as_ref().map(|p| small(p, vars, "port")).transpose()? }),
                 (None, None) => return Err("set_flags needs id or addr".into()),
             };
             PmRequest::SetFlags {
                 target,
                 flags: flags(fl)?,
                 token: token(t)?,
-                remote: remote.map(|r| AddrPort { addr: r.ip(), port: Some(r.port()) }),
+                remote: remote.as_ref().map(|r| sockaddr(r, vars)).transpose()?.map(|r| AddrPort { addr: r.ip(), port: Some(r.port()) }),
             }
         }
         PmCommand::Announce { addr, id, flags, port, dev, token: t } => {
-            PmRequest::Announce { endpoint: endpoint(h, *addr, id, flags, *port, dev, vars)?, token: small(t, vars, "token")? }
+            PmRequest::Announce { endpoint: endpoint(h, *addr, id, flags, port, dev, vars)?, token: small(t, vars, "token")? }
         }
         PmCommand::Remove { token: t, loc_id } => PmRequest::Remove { token: small(t, vars, "token")?, loc_id: small(loc_id, vars, "loc_id")? },
         PmCommand::SubflowCreate { addr, id, flags, port, dev, remote, token: t } => PmRequest::SubflowCreate {
-            local: endpoint(h, *addr, id, flags, *port, dev, vars)?,
-            remote: *remote,
+            local: endpoint(h, *addr, id, flags, port, dev, vars)?,
+            remote: sockaddr(remote, vars)?,
             token: small(t, vars, "token")?,
         },
-        PmCommand::SubflowDestroy { local, remote, token: t } => PmRequest::SubflowDestroy { local: *local, remote: *remote, token: small(t, vars, "token")? },
+        PmCommand::SubflowDestroy { local, remote, token: t } => {
+            PmRequest::SubflowDestroy { local: sockaddr(local, vars)?, remote: sockaddr(remote, vars)?, token: small(t, vars, "token")? }
+        }
     })
 }
 

@@ -42,7 +42,7 @@ pub(crate) mod raw {
         pub id: Option<NumOrVar>,
         #[serde(default)]
         pub flags: Option<Vec<String>>,
-        pub port: Option<u16>,
+        pub port: Option<NumOrVar>,
         pub dev: Option<String>,
         pub token: Option<NumOrVar>,
         pub loc_id: Option<NumOrVar>,
@@ -66,6 +66,8 @@ pub(crate) mod raw {
         pub link: Option<LinkChange>,
         pub listen: Option<String>,
         pub proto: Option<String>,
+        pub capture: Option<BTreeMap<String, String>>,
+        pub close_listener: Option<String>,
         pub timeout: Option<crate::units::IntOrString>,
     }
 
@@ -144,11 +146,45 @@ impl<'de> Deserialize<'de> for NumOrVar {
     }
 }
 
+/// An address with a port that may be a `$variable`: `"10.0.2.2:10000"`,
+/// `"10.0.2.2:$conn0.client_port"`, `"[dead:beef:2::2]:$sf_port"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrPortVar {
+    /// Address.
+    pub ip: IpAddr,
+    /// Port or variable.
+    pub port: NumOrVar,
+}
+
+impl AddrPortVar {
+    /// Parses the forms above.
+    pub fn parse(text: &str) -> Option<AddrPortVar> {
+        if let Ok(sa) = text.parse::<SocketAddr>() {
+            return Some(AddrPortVar { ip: sa.ip(), port: NumOrVar::Num(u64::from(sa.port())) });
+        }
+        let (host, port) = text.rsplit_once(':')?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let ip: IpAddr = host.parse().ok()?;
+        let var = port.strip_prefix('$').filter(|v| !v.is_empty())?;
+        Some(AddrPortVar { ip, port: NumOrVar::Var(var.to_owned()) })
+    }
+}
+
+impl std::fmt::Display for AddrPortVar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let port = match &self.port {
+            NumOrVar::Num(n) => n.to_string(),
+            NumOrVar::Var(v) => format!("${v}"),
+        };
+        if self.ip.is_ipv6() { write!(f, "[{}]:{port}", self.ip) } else { write!(f, "{}:{port}", self.ip) }
+    }
+}
+
 /// A path-manager command, named like `ip mptcp` / `pm_nl_ctl`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PmCommand {
     /// `ip mptcp endpoint add ADDR [id N] [port P] [dev D] FLAGS`.
-    Add { addr: IpAddr, id: Option<NumOrVar>, flags: Vec<String>, port: Option<u16>, dev: Option<String> },
+    Add { addr: IpAddr, id: Option<NumOrVar>, flags: Vec<String>, port: Option<NumOrVar>, dev: Option<String> },
     /// `ip mptcp endpoint delete id N [ADDR]` (id 0 needs the address).
     Del { id: NumOrVar, addr: Option<IpAddr> },
     /// `ip mptcp endpoint show id N [token T]`.
@@ -162,15 +198,15 @@ pub enum PmCommand {
     /// `ip mptcp limits show`.
     GetLimits,
     /// `ip mptcp endpoint change (id N | ADDR [port P]) FLAGS [token T remote R]`.
-    SetFlags { id: Option<NumOrVar>, addr: Option<IpAddr>, port: Option<u16>, flags: Vec<String>, token: Option<NumOrVar>, remote: Option<SocketAddr> },
+    SetFlags { id: Option<NumOrVar>, addr: Option<IpAddr>, port: Option<NumOrVar>, flags: Vec<String>, token: Option<NumOrVar>, remote: Option<AddrPortVar> },
     /// Userspace PM: announce ADDR (ADD_ADDR) on connection `token`.
-    Announce { addr: IpAddr, id: Option<NumOrVar>, flags: Vec<String>, port: Option<u16>, dev: Option<String>, token: NumOrVar },
+    Announce { addr: IpAddr, id: Option<NumOrVar>, flags: Vec<String>, port: Option<NumOrVar>, dev: Option<String>, token: NumOrVar },
     /// Userspace PM: remove address id `loc_id` (RM_ADDR) on connection `token`.
     Remove { token: NumOrVar, loc_id: NumOrVar },
     /// Userspace PM: create a subflow from `addr` (id, flags, dev) to `remote`.
-    SubflowCreate { addr: IpAddr, id: Option<NumOrVar>, flags: Vec<String>, port: Option<u16>, dev: Option<String>, remote: SocketAddr, token: NumOrVar },
+    SubflowCreate { addr: IpAddr, id: Option<NumOrVar>, flags: Vec<String>, port: Option<NumOrVar>, dev: Option<String>, remote: AddrPortVar, token: NumOrVar },
     /// Userspace PM: destroy the subflow `local` -> `remote`.
-    SubflowDestroy { local: SocketAddr, remote: SocketAddr, token: NumOrVar },
+    SubflowDestroy { local: AddrPortVar, remote: AddrPortVar, token: NumOrVar },
 }
 
 /// An expected endpoint in a `get` or `dump` answer (compared exactly: id, address, flags,
@@ -227,6 +263,8 @@ pub enum Step {
         host: String,
         /// What to wait for.
         event: crate::events::EventMatch,
+        /// Attributes of the matched event stored as variables: (attribute, variable).
+        capture: Vec<(String, String)>,
         /// Deadline before slowness scaling.
         timeout: std::time::Duration,
     },
@@ -302,9 +340,18 @@ pub enum Step {
         /// Host.
         host: String,
         /// Address and port.
-        addr: SocketAddr,
+        addr: AddrPortVar,
         /// Protocol.
         proto: crate::case::Proto,
+    },
+    /// Closes a listener opened by a `listen` step.
+    CloseListener {
+        /// Where it sits in the file.
+        at: String,
+        /// Host.
+        host: String,
+        /// Address and port it listens on.
+        addr: AddrPortVar,
     },
     /// Runs `steps` once for each `$var` in `from..=to`.
     Repeat {
@@ -390,6 +437,7 @@ fn validate_step(
         s.nft.is_some(),
         s.link.is_some(),
         s.listen.is_some(),
+        s.close_listener.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() > 1 {
         errs.push(src.error(at.clone(), "a step does one thing: `pm`, `wait_event`, `wait_counter`, `wait_info`, `sysctl`, `check`, `nft`, `link` or `listen`"));
@@ -414,11 +462,19 @@ fn validate_step(
         };
         return Some(Step::Link { at: at.to_string(), host, dev: l.dev.clone(), up });
     }
+    if let Some(l) = &s.close_listener {
+        let host = host_of(errs)?;
+        let Some(addr) = AddrPortVar::parse(l) else {
+            errs.push(src.error(at.key("close_listener"), format!("{l:?} is not an address:port")));
+            return None;
+        };
+        return Some(Step::CloseListener { at: at.to_string(), host, addr });
+    }
     if let Some(l) = &s.listen {
         let host = host_of(errs)?;
-        let addr: SocketAddr = match l.parse() {
-            Ok(a) => a,
-            Err(_) => {
+        let addr = match AddrPortVar::parse(l) {
+            Some(a) => a,
+            None => {
                 errs.push(src.error(at.key("listen"), format!("{l:?} is not an address:port (\"10.0.2.1:10000\", \"[::]:10000\")")));
                 return None;
             }
@@ -508,7 +564,14 @@ fn validate_step(
             errs.push(src.error(at.key("wait_event"), "a step is either `pm = ...` or `wait_event = ...`"));
         }
         let mut m = crate::events::parse_seq(std::slice::from_ref(ev), &at.key("wait_event"), src, errs);
-        return m.pop().map(|event| Step::WaitEvent { at: at.to_string(), host, event, timeout });
+        let mut capture = Vec::new();
+        for (attr, var) in s.capture.iter().flatten() {
+            if !mptcp_wire::event::Event::ATTR_NAMES.contains(&attr.as_str()) {
+                errs.push(src.error(at.key("capture").key(attr), format!("unknown event attribute {attr:?}")));
+            }
+            capture.push((attr.clone(), var.trim_start_matches('$').to_owned()));
+        }
+        return m.pop().map(|event| Step::WaitEvent { at: at.to_string(), host, event, capture, timeout });
     }
     let Some(pm) = s.pm.as_deref() else {
         errs.push(src.error(at.clone(), format!("a step needs `pm = <command>` (one of {}), `wait_event` or `repeat`", PM_COMMANDS.join(", "))));
@@ -525,11 +588,12 @@ fn validate_step(
         let t = v.as_ref()?;
         t.parse().map_err(|_| errs.push(src.error(at.key(key), format!("{t:?} is not an IPv4 or IPv6 address")))).ok()
     };
-    let sockaddr = |key: &str, v: &Option<String>, errs: &mut Vec<SpecError>| -> Option<SocketAddr> {
+    let sockaddr = |key: &str, v: &Option<String>, errs: &mut Vec<SpecError>| -> Option<AddrPortVar> {
         let t = v.as_ref()?;
-        t.parse()
-            .map_err(|_| errs.push(src.error(at.key(key), format!("{t:?} is not an address:port (\"10.0.1.2:10000\", \"[dead:beef:1::2]:10000\")"))))
-            .ok()
+        AddrPortVar::parse(t).or_else(|| {
+            errs.push(src.error(at.key(key), format!("{t:?} is not an address:port (\"10.0.1.2:10000\", \"[dead:beef:1::2]:$var\")")));
+            None
+        })
     };
     let need = |key: &str, present: bool, errs: &mut Vec<SpecError>| {
         if !present {
@@ -538,15 +602,12 @@ fn validate_step(
     };
     let check_var = |key: &str, v: &Option<NumOrVar>, max: u64, errs: &mut Vec<SpecError>| match v {
         Some(NumOrVar::Num(n)) if *n > max => errs.push(src.error(at.key(key), format!("{n} is above {max}"))),
-        Some(NumOrVar::Var(name)) if !vars.contains(name) && !name.starts_with("conn") && name != "token" => errs.push(src.error(
-            at.key(key),
-            format!("unknown variable ${name} (defined here: {})", if vars.is_empty() { "none".to_owned() } else { vars.join(", ") }),
-        )),
         _ => {}
     };
     check_var("id", &s.id, 255, errs);
     check_var("loc_id", &s.loc_id, 255, errs);
     check_var("token", &s.token, u64::from(u32::MAX), errs);
+    check_var("port", &s.port, u64::from(u16::MAX), errs);
     let flags = s.flags.clone().unwrap_or_default();
     for (j, f) in flags.iter().enumerate() {
         let ok = ENDPOINT_FLAGS.contains(&f.as_str()) || (pm == "set_flags" && NEGATED_FLAGS.contains(&f.as_str()));
@@ -565,7 +626,7 @@ fn validate_step(
     let cmd = match pm {
         "add" => {
             need("addr", addr.is_some(), errs);
-            PmCommand::Add { addr: addr?, id: s.id.clone(), flags, port: s.port, dev: s.dev.clone() }
+            PmCommand::Add { addr: addr?, id: s.id.clone(), flags, port: s.port.clone(), dev: s.dev.clone() }
         }
         "del" => {
             need("id", s.id.is_some(), errs);
@@ -584,12 +645,12 @@ fn validate_step(
         "get_limits" => PmCommand::GetLimits,
         "set_flags" => {
             need("id` or `addr", s.id.is_some() || addr.is_some(), errs);
-            PmCommand::SetFlags { id: s.id.clone(), addr, port: s.port, flags, token, remote: sockaddr("remote", &s.remote, errs) }
+            PmCommand::SetFlags { id: s.id.clone(), addr, port: s.port.clone(), flags, token, remote: sockaddr("remote", &s.remote, errs) }
         }
         "announce" => {
             need("addr", addr.is_some(), errs);
             need("token", token.is_some(), errs);
-            PmCommand::Announce { addr: addr?, id: s.id.clone(), flags, port: s.port, dev: s.dev.clone(), token: token? }
+            PmCommand::Announce { addr: addr?, id: s.id.clone(), flags, port: s.port.clone(), dev: s.dev.clone(), token: token? }
         }
         "remove" => {
             need("token", token.is_some(), errs);
@@ -601,7 +662,7 @@ fn validate_step(
             need("remote", s.remote.is_some(), errs);
             need("token", token.is_some(), errs);
             let remote = sockaddr("remote", &s.remote, errs);
-            PmCommand::SubflowCreate { addr: addr?, id: s.id.clone(), flags, port: s.port, dev: s.dev.clone(), remote: remote?, token: token? }
+            PmCommand::SubflowCreate { addr: addr?, id: s.id.clone(), flags, port: s.port.clone(), dev: s.dev.clone(), remote: remote?, token: token? }
         }
         "subflow_destroy" => {
             need("local", s.local.is_some(), errs);
