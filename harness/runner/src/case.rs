@@ -102,17 +102,9 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
 }
 
 /// Why the case cannot run here, if it cannot.
+/// Every capability the case needs (`probe::needs`) that the probe found missing is named.
 fn blockers(case: &Case) -> Option<String> {
-    let caps = capabilities();
-    if let Some(b) = &caps.blocker {
-        return Some(b.clone());
-    }
-    let missing: Vec<&str> =
-        judge::named_counters(case).map(|(_, c)| c).filter(|c| !caps.has_counter(c)).collect();
-    if !missing.is_empty() {
-        return Some(format!("the kernel does not expose counter(s) {}", missing.join(", ")));
-    }
-    None
+    crate::probe::skip_reason(capabilities(), case)
 }
 
 /// What one connection did.
@@ -216,6 +208,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     let mut steplog = Vec::new();
     let mut step_failure = None;
     let mut held_listeners = Vec::new();
+    let mut sockets: Vec<String> = Vec::new();
     let outcomes = run_connections(case, &topo, deadline, |infos| {
         for info in infos.iter().flatten() {
             info.export(&mut vars);
@@ -251,6 +244,17 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
         };
         if let Err(f) = steps::run(&mut sc, &case.steps) {
             step_failure = Some(f);
+        }
+        // What the sockets looked like once the steps were done (for failure reports).
+        for (name, (c, sv)) in &sc.conns {
+            for (side, fd) in [("client", c), ("server", sv)] {
+                let line = match fd.as_deref().map(sockopt::mptcp_info) {
+                    Some(Ok(i)) => format!("{name} {side}: mptcp_info {i}"),
+                    Some(Err(e)) => format!("{name} {side}: getsockopt(MPTCP_INFO): {e}"),
+                    None => format!("{name} {side}: not connected"),
+                };
+                sockets.push(line);
+            }
         }
         steplog = sc.log;
         held_listeners = sc.listeners;
@@ -357,6 +361,12 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
         }
         r += &counter_dump(&deltas, &mismatches);
         r += &event_dump(&logs);
+        if !sockets.is_empty() {
+            let _ = writeln!(r, "sockets after the steps:");
+            for l in &sockets {
+                let _ = writeln!(r, "  {l}");
+            }
+        }
         return finish(case, ctx, topo, Verdict::Fail, r);
     }
     (Verdict::Pass, String::new(), None)
@@ -489,27 +499,107 @@ fn connect_and_exchange(
     let client = topo.host(&c.client);
     let cl = format!("{} (client)", c.client);
     let sv = format!("{} (server)", c.server);
-    let lst = traffic::listener(&server.ns, &sv, c.listen, c.port, c.server_proto).map_err(at(Stage::Listen))?;
-    let mut csock = traffic::client_socket(&client.ns, &cl, c.connect, c.client_proto).map_err(at(Stage::Socket))?;
+    let common = traffic::SockSetup { sndbuf: c.sndbuf, rcvbuf: c.rcvbuf, mark: c.mark, ..Default::default() };
+    let lsetup = traffic::SockSetup { transparent: c.transparent, fastopen: c.fastopen, ..common };
+    let lst = traffic::listener_with(&server.ns, &sv, c.listen, c.port, c.server_proto, &lsetup).map_err(at(Stage::Listen))?;
+    let mut lst = Some(lst);
+    let mut total = (Transfer::default(), Transfer::default());
+    let mut established = Some(established);
+    // `repeat` runs the whole connection again with a new client socket; `reconnect` runs
+    // further transfers on the same socket after a disconnect (connect(AF_UNSPEC)).
+    for run in 0..c.repeat {
+        let csock = traffic::client_socket_with(&client.ns, &cl, c.connect, c.client_proto, &common).map_err(at(Stage::Socket))?;
+        let mut csock = Some(csock);
+        for round in 0..=c.reconnect {
+            let Some(sock) = csock.take() else { break };
+            if round > 0 {
+                traffic::wait_closed(&sock, &cl, deadline).map_err(|e| (None, e))?;
+                traffic::disconnect(&sock, &cl).map_err(|e| (None, e))?;
+            }
+            let turn = Turn {
+                index,
+                seq: u64::from(run + round),
+                reconnecting: round > 0,
+                last: run + 1 == c.repeat && round == c.reconnect,
+            };
+            let ends = Ends { cl: &cl, sv: &sv, deadline, gate };
+            let (t, back) = exchange_once(c, &turn, sock, &mut lst, &ends, established.take())?;
+            total.0 += t.0;
+            total.1 += t.1;
+            csock = back;
+        }
+    }
+    Ok(total)
+}
+
+/// Which transfer of a connection this is.
+#[derive(Debug, Clone, Copy)]
+struct Turn {
+    /// The connection's index in the case (seeds, ports).
+    index: usize,
+    /// The transfer's number within the connection (0 first); varies the byte streams.
+    seq: u64,
+    /// The client socket was disconnected and connects again.
+    reconnecting: bool,
+    /// No transfer follows: the listener and the client socket close at the end.
+    last: bool,
+}
+
+/// What every transfer of a connection shares: the two ends' names, the deadline, the gate
+/// the steps open.
+struct Ends<'a> {
+    cl: &'a str,
+    sv: &'a str,
+    deadline: Deadline,
+    gate: &'a Gate,
+}
+
+/// One connect, accept and bidirectional transfer. The first one (`established` given)
+/// reports the connection for the steps and waits for them; the last one closes the
+/// listener, then the sockets. Returns the client socket when a transfer follows.
+fn exchange_once(
+    c: &Connection,
+    turn: &Turn,
+    mut csock: socket2::Socket,
+    lst: &mut Option<socket2::Socket>,
+    ends: &Ends<'_>,
+    established: Option<&mut dyn FnMut(Option<ConnInfo>)>,
+) -> Staged<((Transfer, Transfer), Option<socket2::Socket>)> {
+    let Ends { cl, sv, deadline, gate } = *ends;
     let dst = SocketAddr::new(c.connect, c.port);
-    let (up, down) = seeds(index);
-    // The handshake completes before accept() can succeed, so connect first (a failure
-    // needs no server-side cancellation), then accept, then exchange on both sides at once.
-    traffic::connect(&csock, &cl, dst, deadline).map_err(at(Stage::Connect))?;
-    let mut ssock = traffic::accept(&lst, &sv, deadline).map_err(|e| (None, e))?;
-    // A first byte each way: an MPTCP client is fully established (and its path manager
-    // acts) only once data has flowed.
+    let (up, down) = seeds(turn.index);
+    let (up, down) = (up + (turn.seq << 20), down + (turn.seq << 20));
+    let stage = |e| (None, e);
     let fc = c.fastclose;
     let closer = |side: Side| fc.filter(|f| f.by == side).map(|f| f.after);
-    let mut cstream = Stream::new(&cl, c.upload, up, c.download, down)
+    let mut cstream = Stream::new(cl, c.upload, up, c.download, down)
+        .with_io(c.io)
+        .map_err(stage)?
+        .peek(c.peek, up ^ 0x5eed)
         .paced(c.pace)
         .abort_after(closer(Side::Client))
         .tolerate_reset(fc.is_some_and(|f| f.by == Side::Server));
-    let mut sstream = Stream::new(&sv, c.download, down, c.upload, up)
+    let mut sstream = Stream::new(sv, c.download, down, c.upload, up)
+        .with_io(c.io)
+        .map_err(stage)?
+        .peek(c.peek, down ^ 0x5eed)
         .paced(c.pace)
         .abort_after(closer(Side::Server))
         .tolerate_reset(fc.is_some_and(|f| f.by == Side::Client));
-    let stage = |e| (None, e);
+    // The handshake completes before accept() can succeed, so connect first (a failure
+    // needs no server-side cancellation), then accept, then exchange on both sides at once.
+    // With Fast Open the client's first bytes go with the SYN when it holds a cookie.
+    if c.fastopen && !turn.reconnecting {
+        cstream.connect_fastopen(&csock, dst, deadline).map_err(at(Stage::Connect))?;
+    } else {
+        traffic::connect(&csock, cl, dst, deadline).map_err(at(Stage::Connect))?;
+    }
+    let listener = lst.as_ref().ok_or_else(|| {
+        (None, SockError::Timeout { host: sv.to_owned(), what: "accept".into(), detail: "the listener is already closed".into() })
+    })?;
+    let mut ssock = traffic::accept(listener, sv, deadline).map_err(stage)?;
+    // A first byte each way: an MPTCP client is fully established (and its path manager
+    // acts) only once data has flowed.
     if c.upload > 0 {
         cstream.pump(&mut csock, 1, |t| t.sent >= 1, deadline).map_err(stage)?;
         sstream.pump(&mut ssock, 0, |t| t.received >= 1, deadline).map_err(stage)?;
@@ -518,20 +608,26 @@ fn connect_and_exchange(
         sstream.pump(&mut ssock, 1, |t| t.sent >= 1, deadline).map_err(stage)?;
         cstream.pump(&mut csock, 1, |t| t.received >= 1, deadline).map_err(stage)?;
     }
-    let local = |s: &socket2::Socket| s.local_addr().ok().and_then(|a| a.as_socket());
-    let info = match (local(&csock), local(&ssock)) {
-        (Some(client), Some(server)) => Some(ConnInfo {
-            name: c.name.clone(),
-            client,
-            server,
-            client_token: sockopt::mptcp_info(&csock).ok().and_then(|i| i.token()),
-            server_token: sockopt::mptcp_info(&ssock).ok().and_then(|i| i.token()),
-            client_fd: dup(&csock),
-            server_fd: dup(&ssock),
-        }),
-        _ => None,
-    };
-    established(info);
+    // mptcp_connect's server reads the whole stream before it answers in the file-based
+    // modes (mmap, sendfile, splice).
+    sstream.set_recv_first(c.io != mptcp_spec::case::IoMode::Poll);
+    let first = established.is_some();
+    if let Some(report) = established {
+        let local = |s: &socket2::Socket| s.local_addr().ok().and_then(|a| a.as_socket());
+        let info = match (local(&csock), local(&ssock)) {
+            (Some(client), Some(server)) => Some(ConnInfo {
+                name: c.name.clone(),
+                client,
+                server,
+                client_token: sockopt::mptcp_info(&csock).ok().and_then(|i| i.token()),
+                server_token: sockopt::mptcp_info(&ssock).ok().and_then(|i| i.token()),
+                client_fd: dup(&csock),
+                server_fd: dup(&ssock),
+            }),
+            _ => None,
+        };
+        report(info);
+    }
     let wait_gate = || {
         if gate.wait(deadline) {
             Ok(())
@@ -539,11 +635,11 @@ fn connect_and_exchange(
             Err((None, SockError::Timeout { host: c.client.clone(), what: "waiting for the steps".into(), detail: "steps did not finish".into() }))
         }
     };
-    if !c.with_steps {
+    if first && !c.with_steps {
         wait_gate()?;
     }
     let panicked = |p: Box<dyn std::any::Any + Send>| SockError::Timeout {
-        host: sv.clone(),
+        host: sv.to_owned(),
         what: "server thread".into(),
         detail: format!("panicked: {}", crate::netns::panic_text(&*p)),
     };
@@ -557,28 +653,35 @@ fn connect_and_exchange(
         // The closing side of a fastclose closes now (abortively); a failed side drops its
         // socket here too, which ends the peer's loop (EOF or reset).
         if fc.is_some_and(|f| f.by == Side::Client) || cli.is_err() {
-            drop(lst);
-            traffic::abortive_close(csock, &cl).map_err(|e| (None, e))?;
+            drop(lst.take());
+            traffic::abortive_close(csock, cl).map_err(stage)?;
             let srv = srv.join().map(|(r, _)| r).unwrap_or_else(|p| Err(panicked(p)));
-            return Ok((cli.map_err(|e| (None, e))?, srv.map_err(|e| (None, e))?));
+            return Ok(((cli.map_err(stage)?, srv.map_err(stage)?), None));
         }
         let (srv, ssock) = match srv.join() {
             Ok((r, sock)) => (r, Some(sock)),
             Err(p) => (Err(panicked(p)), None),
         };
-        if c.with_steps {
+        if !turn.last {
+            // A clean close of the accepted socket; the client disconnects and reconnects
+            // (or opens a new socket) for the next transfer.
+            drop(ssock);
+            let t = (cli.map_err(stage)?, srv.map_err(stage)?);
+            return Ok((t, Some(csock)));
+        }
+        if first && c.with_steps {
             wait_gate()?;
         }
         // The listener closes once the transfers are done (joins needed it until then),
         // before the connection's sockets: a fixed order for event expectations.
-        drop(lst);
+        drop(lst.take());
         if let Some(ssock) = ssock
             && fc.is_some_and(|f| f.by == Side::Server)
         {
-            traffic::abortive_close(ssock, &sv).map_err(|e| (None, e))?;
+            traffic::abortive_close(ssock, sv).map_err(stage)?;
         }
         drop(csock);
-        Ok((cli.map_err(|e| (None, e))?, srv.map_err(|e| (None, e))?))
+        Ok(((cli.map_err(stage)?, srv.map_err(stage)?), None))
     })
 }
 
@@ -625,7 +728,27 @@ fn counter_dump(deltas: &BTreeMap<String, Snapshot>, mismatches: &[Mismatch]) ->
 fn finish(case: &Case, ctx: &RunContext, topo: Topology, verdict: Verdict, report: String) -> (Verdict, String, Option<PathBuf>) {
     let mut report = format!("case: {} ({})\ntopology: {}\n{report}", case.summary, case.id, case.topology.name);
     let dir = ctx.artifacts_dir.join(case.id.replace("::", "__"));
-    let artifacts = match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join("report.txt"), &report)) {
+    // The bundle: the report, the resolved case (the validated model, topology included),
+    // and the pieces of the report as separate files for tools.
+    let write_all = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("report.txt"), &report)?;
+        std::fs::write(dir.join("resolved-case.txt"), format!("{case:#?}\n"))?;
+        for (name, marker) in [("counters.txt", "counter deltas"), ("events.txt", "path-manager events"), ("sockets.txt", "sockets after the steps")] {
+            if let Some(start) = report.find(marker) {
+                // The section: its title line and the indented lines below it.
+                let mut lines = report[start..].lines();
+                let mut text = lines.next().unwrap_or_default().to_owned() + "\n";
+                for l in lines.take_while(|l| l.starts_with(' ')) {
+                    text += l;
+                    text += "\n";
+                }
+                std::fs::write(dir.join(name), text)?;
+            }
+        }
+        Ok(())
+    };
+    let artifacts = match write_all() {
         Ok(()) => {
             let _ = writeln!(report, "report bundle: {}", dir.display());
             Some(dir)

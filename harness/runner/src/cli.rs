@@ -1,5 +1,5 @@
 //! The `mptcp-conformance` command line: argument parsing, case selection, the worker pool
-//! that runs cases, and the `list`, `validate` and `probe` commands.
+//! that runs cases, and the `list`, `validate`, `probe` and `coverage` commands.
 //!
 //! `run` loads every case file of the library (a file that does not parse becomes a failed
 //! result carrying its located errors, never a crash), selects cases ([`Selection`]), runs them
@@ -25,9 +25,9 @@ use mptcp_spec::{Case, SpecErrors, Topology};
 
 use crate::case::{self, CaseResult, RunContext, Verdict};
 use crate::library::Library;
-use crate::probe::{Capabilities, capabilities};
+use crate::probe::{Capabilities, Strictness, capabilities};
 use crate::report::{
-    Event, Human, JsonLines, Junit, KSFT_FAIL, KSFT_PASS, KSFT_SKIP, Kind, Ktap, Repeat, Reporter, Totals, Unstable,
+    Event, Human, JsonLines, Junit, KSFT_FAIL, KSFT_PASS, KSFT_SKIP, Kind, Ktap, Repeat, Reporter, Timings, Totals, Unstable,
 };
 use crate::{env, netns};
 
@@ -43,7 +43,10 @@ Usage:
   mptcp-conformance list [-v] [SELECTION] [FILTER...]
                                                   print case ids (-v: summary and tags)
   mptcp-conformance validate                      check every case and topology file
-  mptcp-conformance probe [-v]                    what this machine can run (-v: everything)
+  mptcp-conformance probe [-v]                    every capability probed: present or missing, and why
+                                                  (-v: also the strict-mode allow-list)
+  mptcp-conformance coverage [-v]                 what the cases assert on vs what this kernel exposes
+                                                  (-v: also the asserted names)
   mptcp-conformance help | --help | --version
 
 Selection (run, list):
@@ -59,8 +62,12 @@ Run options:
   --until-fail        repeat until an iteration has a failure (at most N times with --repeat)
   --keep              keep a failed case's namespaces for `ip netns exec` (like MPTCP_CT_KEEP=1)
   --slow FACTOR       multiply every deadline by FACTOR >= 1 (sets MPTCP_CT_SLOW)
-  --strict            a case that cannot run here fails instead of skipping
-                      (like MPTCP_CT_REQUIRE=1)
+  --strict            a case that cannot run here fails instead of skipping, unless every
+                      capability it misses is allow-listed (MPTCP_CT_ALLOW_MISSING,
+                      MPTCP_CT_ALLOW_FILE); like MPTCP_CT_STRICT=1. MPTCP_CT_REQUIRE=1 makes
+                      every skip a failure, allow-list or not
+  --timings           print the wall time, the speed-up from -j and the 10 slowest cases
+                      (on stderr)
   --ktap              print KTAP (TAP 13, kselftest style) on stdout instead of the human
                       format (also MPTCP_CT_KTAP=1, or KSFT_TAP_LEVEL set with stdout not a tty)
   --junit PATH        also write JUnit XML to PATH
@@ -71,11 +78,13 @@ Exit status:
             4 everything skipped or nothing selected (kselftest's codes)
   validate  0 every file is valid, 1 errors were printed
   probe     0 cases can run here, 4 they cannot (the reason is printed)
+  coverage  0
   any       2 the command line does not parse
 
 Environment: MPTCP_CT_CASES and MPTCP_CT_TOPOLOGIES (library location), MPTCP_CT_ARTIFACTS
-(failure bundles), MPTCP_CT_SLOW, KSFT_MACHINE_SLOW=yes, MPTCP_CT_REQUIRE, MPTCP_CT_KEEP,
-MPTCP_CT_NAMED, MPTCP_CT_KTAP.
+(failure bundles), MPTCP_CT_SLOW, KSFT_MACHINE_SLOW=yes, MPTCP_CT_REQUIRE, MPTCP_CT_STRICT,
+MPTCP_CT_ALLOW_MISSING, MPTCP_CT_ALLOW_FILE, MPTCP_CT_KEEP, MPTCP_CT_NAMED, MPTCP_CT_KTAP,
+MPTCP_CT_PCAP=0, MPTCP_CT_SNAPLEN, MPTCP_CT_PCAP_MIB, MPTCP_CT_KMSG=0.
 ";
 
 /// What can go wrong outside of a case; messages read after "failed to".
@@ -96,6 +105,9 @@ pub enum CliError {
     /// A report could not be written completely.
     #[error("write the {what} report: {source}")]
     WriteReport { what: String, source: io::Error },
+    /// The strict-mode settings are unusable (an unreadable allow-list file).
+    #[error("{0}")]
+    Strictness(String),
 }
 
 /// Which cases a command applies to.
@@ -170,6 +182,8 @@ pub struct RunArgs {
     pub json: Option<PathBuf>,
     /// `--strict`.
     pub strict: bool,
+    /// `--timings`.
+    pub timings: bool,
     /// No subcommand was given (kselftest use).
     pub implicit: bool,
 }
@@ -202,7 +216,12 @@ pub enum Command {
     Validate,
     /// `probe`.
     Probe {
-        /// `-v`: every finding.
+        /// `-v`: also the strict-mode allow-list.
+        verbose: bool,
+    },
+    /// `coverage`.
+    Coverage {
+        /// `-v`: also the asserted names.
         verbose: bool,
     },
     /// `help`, `--help`.
@@ -287,6 +306,7 @@ enum Sub {
     List,
     Validate,
     Probe,
+    Coverage,
 }
 
 /// Parses the arguments after the program name.
@@ -297,6 +317,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, CliError
         Some("list") => (Sub::List, false),
         Some("validate") => (Sub::Validate, false),
         Some("probe") => (Sub::Probe, false),
+        Some("coverage") => (Sub::Coverage, false),
         Some("help") => return Ok(Command::Help),
         _ => (Sub::Run, true),
     };
@@ -308,6 +329,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, CliError
         Sub::List => "list",
         Sub::Validate => "validate",
         Sub::Probe => "probe",
+        Sub::Coverage => "coverage",
     };
     let mut toks = Tokens { args, positional_only: false };
     let mut run = RunArgs { implicit, ..RunArgs::default() };
@@ -337,16 +359,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, CliError
             "--slow" if runs => run.slow = Some(slowness(&toks.value(&flag, inline)?)?),
             "--junit" if runs => run.junit = Some(PathBuf::from(toks.value(&flag, inline)?)),
             "--json" if runs => run.json = Some(PathBuf::from(toks.value(&flag, inline)?)),
-            "--until-fail" | "--keep" | "--ktap" | "--strict" if runs => {
+            "--until-fail" | "--keep" | "--ktap" | "--strict" | "--timings" if runs => {
                 no_value(&flag, inline)?;
                 match flag.as_str() {
                     "--until-fail" => run.until_fail = true,
                     "--keep" => run.keep = true,
                     "--ktap" => run.ktap = true,
+                    "--timings" => run.timings = true,
                     _ => run.strict = true,
                 }
             }
-            "-v" | "--verbose" if matches!(sub, Sub::List | Sub::Probe) => {
+            "-v" | "--verbose" if matches!(sub, Sub::List | Sub::Probe | Sub::Coverage) => {
                 no_value(&flag, inline)?;
                 verbose = true;
             }
@@ -358,6 +381,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, CliError
         Sub::List => Command::List { selection: run.selection, verbose },
         Sub::Validate => Command::Validate,
         Sub::Probe => Command::Probe { verbose },
+        Sub::Coverage => Command::Coverage { verbose },
     })
 }
 
@@ -372,7 +396,10 @@ pub fn execute(command: &Command) -> u8 {
         Command::Run(args) => run(&lib, args, Outputs::process(args)),
         Command::List { selection, verbose } => list(&lib, selection, *verbose, &mut stdout),
         Command::Validate => validate(&lib, &mut stdout),
-        Command::Probe { verbose } => probe(capabilities(), *verbose, &mut stdout),
+        Command::Probe { verbose } => Strictness::from_env(false)
+            .map_err(CliError::Strictness)
+            .and_then(|st| probe(capabilities(), &st, *verbose, &mut stdout)),
+        Command::Coverage { verbose } => coverage(&lib, capabilities(), *verbose, &mut stdout),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("mptcp-conformance: failed to {e}");
@@ -417,21 +444,16 @@ pub fn invalid_case(id: &str, file: &Path, errors: &SpecErrors) -> CaseResult {
     }
 }
 
-/// Strict mode: a case that could not run here is a failure.
-pub fn strict(result: CaseResult) -> CaseResult {
-    match result.verdict {
-        Verdict::Skip(reason) => CaseResult {
-            verdict: Verdict::Fail,
-            report: format!(
-                "could not run here, and strict mode (--strict, MPTCP_CT_REQUIRE=1) makes that a failure: {reason}\n"
-            ),
-            ..result
-        },
-        _ => result,
+/// Strict mode: a case that could not run here is a failure, unless every capability it
+/// misses is allow-listed (see [`Strictness`]).
+pub fn strict(policy: &Strictness, case: Option<&Case>, result: CaseResult) -> CaseResult {
+    if !policy.active() || !matches!(result.verdict, Verdict::Skip(_)) {
+        return result;
     }
+    policy.apply(capabilities(), case, result)
 }
 
-fn run_entry(entry: &Entry, ctx: &RunContext, strict_mode: bool) -> CaseResult {
+fn run_entry(entry: &Entry, ctx: &RunContext, strictness: &Strictness) -> CaseResult {
     let start = Instant::now();
     let result = match &entry.case {
         Err(errors) => invalid_case(&entry.id, &entry.file, errors),
@@ -443,7 +465,7 @@ fn run_entry(entry: &Entry, ctx: &RunContext, strict_mode: bool) -> CaseResult {
             artifacts: None,
         }),
     };
-    if strict_mode { strict(result) } else { result }
+    strict(strictness, entry.case.as_ref().ok(), result)
 }
 
 /// A reporter and the first error it hit (after which it gets no more events).
@@ -479,7 +501,7 @@ fn run_iteration(
     ctx: &RunContext,
     jobs: usize,
     iteration: Option<usize>,
-    strict_mode: bool,
+    strictness: &Strictness,
     dispatch: &Mutex<Dispatch>,
 ) -> Vec<(String, Kind)> {
     let next = AtomicUsize::new(0);
@@ -487,7 +509,7 @@ fn run_iteration(
     let worker = || {
         while let Some(entry) = work.get(next.fetch_add(1, Ordering::Relaxed)) {
             lock(dispatch).send(&Event::CaseStarted { id: &entry.id, iteration });
-            let result = run_entry(entry, ctx, strict_mode);
+            let result = run_entry(entry, ctx, strictness);
             let mut d = lock(dispatch);
             d.totals.record(&result.verdict);
             d.send(&Event::CaseFinished { result: &result, iteration });
@@ -585,7 +607,12 @@ fn create(what: &'static str, path: &Path) -> Result<BufWriter<File>, CliError> 
 pub fn run(lib: &Library, args: &RunArgs, out: Outputs) -> Result<u8, CliError> {
     let entries = load_entries(lib)?;
     let work = args.selection.apply(&entries, |e| e.id.as_str(), Entry::tags);
-    let strict_mode = args.strict || env::require();
+    let strictness = Strictness::from_env(args.strict).map_err(CliError::Strictness)?;
+    if strictness.active() && !strictness.allow.is_empty() {
+        for unused in strictness.unused(capabilities()) {
+            eprintln!("mptcp-conformance: allow-list entry {unused:?} matches no probed capability (see `mptcp-conformance probe`)");
+        }
+    }
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).min(work.len()).max(1);
 
     let mut slots = Vec::new();
@@ -609,6 +636,9 @@ pub fn run(lib: &Library, args: &RunArgs, out: Outputs) -> Result<u8, CliError> 
         let w = create("JSON", path)?;
         slots.push(Slot { what: format!("JSON ({})", path.display()), reporter: Box::new(JsonLines::new(w)), error: None });
     }
+    if args.timings {
+        slots.push(Slot { what: "timings".into(), reporter: Box::new(Timings::new(io::stderr())), error: None });
+    }
 
     if nix::unistd::geteuid().is_root() {
         for n in netns::sweep() {
@@ -627,7 +657,7 @@ pub fn run(lib: &Library, args: &RunArgs, out: Outputs) -> Result<u8, CliError> 
     let mut iteration = 0;
     while !work.is_empty() {
         iteration += 1;
-        let kinds = run_iteration(&work, &ctx, jobs, repeat.repeats().then_some(iteration), strict_mode, &dispatch);
+        let kinds = run_iteration(&work, &ctx, jobs, repeat.repeats().then_some(iteration), &strictness, &dispatch);
         let failed = kinds.iter().any(|(_, k)| matches!(k, Kind::Fail | Kind::XPass));
         for (id, k) in kinds {
             history.entry(id).or_default().push(k);
@@ -720,27 +750,71 @@ pub fn validate(lib: &Library, out: &mut dyn Write) -> Result<u8, CliError> {
     Ok(if errors == 0 { KSFT_PASS } else { KSFT_FAIL })
 }
 
-/// The probe's findings as `name: value` lines, the one-line view of each capability.
-pub fn probe_lines(caps: &Capabilities) -> Vec<(&'static str, String)> {
-    let mptcp = match &caps.blocker {
-        None => "yes".to_owned(),
-        Some(reason) => format!("no ({reason})"),
-    };
-    let ext = caps.counters.iter().filter(|c| c.starts_with("MPTcpExt")).count();
-    vec![("mptcp", mptcp), ("MPTcpExt counters", ext.to_string()), ("MIB counters", caps.counters.len().to_string())]
+/// The probe report: a summary, then one line per capability (present or MISSING, name,
+/// what was found or why it is missing). Counters are listed too; `verbose` adds the
+/// strict-mode settings and which missing capabilities the allow-list covers.
+pub fn probe_text(caps: &Capabilities, strictness: &Strictness, verbose: bool) -> String {
+    let missing = caps.list.iter().filter(|c| !c.present).count();
+    let mut t = format!(
+        "{} capabilities probed in {} ms: {} present, {missing} missing\n",
+        caps.list.len(),
+        caps.elapsed.as_millis(),
+        caps.list.len() - missing
+    );
+    match &caps.blocker {
+        None => t.push_str("cases can run here: yes\n"),
+        Some(b) => t.push_str(&format!("cases can run here: no ({b})\n")),
+    }
+    let width = caps.list.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in &caps.list {
+        let word = if c.present { "present" } else { "MISSING" };
+        let line = format!("{word}  {:<width$}  {}", c.name, c.detail);
+        t.push_str(line.trim_end());
+        t.push('\n');
+    }
+    let other = caps.counters.iter().filter(|c| !c.starts_with("MPTcpExt")).count();
+    t.push_str(&format!("(and {other} TcpExt/Tcp/IP counters a case may name: `counter:<name>`)\n"));
+    if verbose {
+        t.push_str(&format!(
+            "strict mode: {}\n",
+            match (strictness.require, strictness.strict) {
+                (true, _) => "MPTCP_CT_REQUIRE=1 (every skip fails)",
+                (false, true) => "MPTCP_CT_STRICT=1 (a skip fails unless allow-listed)",
+                (false, false) => "off (run --strict or MPTCP_CT_STRICT=1 to turn it on)",
+            }
+        ));
+        t.push_str(&format!("allow-list: {}\n", if strictness.allow.is_empty() { "(empty)".to_owned() } else { strictness.allow.join(", ") }));
+        for c in caps.list.iter().filter(|c| !c.present) {
+            t.push_str(&format!("  {} {}\n", c.name, if strictness.allows(&c.name) { "allowed" } else { "NOT allowed" }));
+        }
+        for u in strictness.unused(caps) {
+            t.push_str(&format!("  allow-list entry {u:?} matches no probed capability\n"));
+        }
+    }
+    t
 }
 
-/// `probe`: what this machine can run; `verbose` adds every finding as the probe holds it.
-pub fn probe(caps: &Capabilities, verbose: bool, out: &mut dyn Write) -> Result<u8, CliError> {
-    let mut text = String::new();
-    for (k, v) in probe_lines(caps) {
-        text.push_str(&format!("{k}: {v}\n"));
-    }
-    if verbose {
-        text.push_str(&format!("{caps:#?}\n"));
-    }
+/// `probe`: what this machine can run.
+pub fn probe(caps: &Capabilities, strictness: &Strictness, verbose: bool, out: &mut dyn Write) -> Result<u8, CliError> {
+    let text = probe_text(caps, strictness, verbose);
     out.write_all(text.as_bytes()).map_err(|source| CliError::WriteReport { what: "probe".into(), source })?;
     Ok(if caps.blocker.is_some() { KSFT_SKIP } else { KSFT_PASS })
+}
+
+/// `coverage`: what the valid case files assert on, against what this kernel exposes.
+pub fn coverage(lib: &Library, caps: &Capabilities, verbose: bool, out: &mut dyn Write) -> Result<u8, CliError> {
+    let entries = load_entries(lib)?;
+    let cases: Vec<&Case> = entries.iter().filter_map(|e| e.case.as_ref().ok()).collect();
+    let invalid = entries.len() - cases.len();
+    let (exposed, note) = crate::coverage::exposed(caps);
+    let rows = crate::coverage::compare(&crate::coverage::asserted(cases.iter().copied()), &exposed);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "(unknown)".into());
+    let mut text = crate::coverage::render(&rows, cases.len(), &kernel, note.as_deref(), verbose);
+    if invalid > 0 {
+        text.push_str(&format!("\n({invalid} invalid case file(s) not counted: `mptcp-conformance validate` lists them)\n"));
+    }
+    out.write_all(text.as_bytes()).map_err(|source| CliError::WriteReport { what: "coverage".into(), source })?;
+    Ok(KSFT_PASS)
 }
 
 #[cfg(test)]
@@ -770,7 +844,7 @@ mod tests {
 
     #[test]
     fn run_options() {
-        let r = run_args("run -j 3 --repeat=5 --until-fail --keep --slow 2.5 --junit /tmp/j.xml --json=/tmp/j.jsonl --strict --tag smoke --tag v6 --shard 2/3 --exact a b -- --not-a-flag");
+        let r = run_args("run -j 3 --repeat=5 --until-fail --keep --slow 2.5 --junit /tmp/j.xml --json=/tmp/j.jsonl --strict --timings --tag smoke --tag v6 --shard 2/3 --exact a b -- --not-a-flag");
         assert_eq!(r, RunArgs {
             selection: Selection {
                 filters: vec!["a".into(), "b".into(), "--not-a-flag".into()],
@@ -787,6 +861,7 @@ mod tests {
             junit: Some("/tmp/j.xml".into()),
             json: Some("/tmp/j.jsonl".into()),
             strict: true,
+            timings: true,
             implicit: false,
         });
         assert_eq!(run_args("run -j4").jobs, Some(4));
@@ -804,6 +879,7 @@ mod tests {
         });
         assert_eq!(args("validate").unwrap(), Command::Validate);
         assert_eq!(args("probe --verbose").unwrap(), Command::Probe { verbose: true });
+        assert_eq!(args("coverage -v").unwrap(), Command::Coverage { verbose: true });
         assert_eq!(args("help").unwrap(), Command::Help);
         assert_eq!(args("run connect --help").unwrap(), Command::Help);
         assert_eq!(args("--version").unwrap(), Command::Version);
@@ -873,11 +949,22 @@ mod tests {
             report: String::new(),
             artifacts: None,
         };
-        let r = strict(skip.clone());
+        let caps = Capabilities {
+            blocker: Some("needs root".into()),
+            list: vec![crate::probe::Capability { name: "root".into(), present: false, detail: "needs root".into() }],
+            ..Capabilities::default()
+        };
+        let policy = Strictness { strict: true, ..Strictness::default() };
+        let r = policy.apply(&caps, None, skip.clone());
         assert_eq!(r.verdict, Verdict::Fail);
-        assert_eq!(r.report, "could not run here, and strict mode (--strict, MPTCP_CT_REQUIRE=1) makes that a failure: needs root\n");
-        let pass = CaseResult { verdict: Verdict::Pass, ..skip };
-        assert_eq!(strict(pass).verdict, Verdict::Pass);
+        assert_eq!(
+            r.report,
+            "could not run here, and strict mode (--strict, MPTCP_CT_STRICT=1) makes that a failure: needs root\n\
+             not in the allow-list (MPTCP_CT_ALLOW_MISSING / MPTCP_CT_ALLOW_FILE): root\n"
+        );
+        let pass = CaseResult { verdict: Verdict::Pass, ..skip.clone() };
+        assert_eq!(strict(&policy, None, pass).verdict, Verdict::Pass);
+        assert_eq!(strict(&Strictness::default(), None, skip.clone()).verdict, skip.verdict, "off: a skip stays a skip");
     }
 
     #[test]
@@ -1014,11 +1101,35 @@ mod tests {
 
     #[test]
     fn probe_prints_what_the_probe_found() {
-        let mut caps: Capabilities = capabilities().clone();
-        caps.blocker = Some("needs root".into());
-        caps.counters = ["MPTcpExtMPCapableSYNRX", "MPTcpExtMPJoinSynRx", "TcpExtTCPLossProbes"].map(str::to_owned).into();
+        use crate::probe::Capability;
+        let cap = |name: &str, present: bool, detail: &str| Capability { name: name.into(), present, detail: detail.into() };
+        let mut caps = Capabilities {
+            blocker: None,
+            counters: ["MPTcpExtMPJoinSynRx", "TcpExtTCPLossProbes"].map(str::to_owned).into(),
+            list: vec![
+                cap("mptcp", true, "IPPROTO_MPTCP sockets"),
+                cap("qdisc:netem", false, "ENOENT: \"Specified qdisc kind is unknown\""),
+                cap("counter:MPTcpExtMPJoinSynRx", true, ""),
+            ],
+            elapsed: Duration::from_millis(31),
+        };
+        let policy = Strictness { strict: true, allow: vec!["netem".into(), "tc:typo".into()], ..Strictness::default() };
         let mut out = Vec::new();
-        assert_eq!(probe(&caps, false, &mut out).unwrap(), KSFT_SKIP);
-        assert_eq!(String::from_utf8(out).unwrap(), "mptcp: no (needs root)\nMPTcpExt counters: 2\nMIB counters: 3\n");
+        assert_eq!(probe(&caps, &policy, false, &mut out).unwrap(), KSFT_PASS);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "3 capabilities probed in 31 ms: 2 present, 1 missing\n\
+             cases can run here: yes\n\
+             present  mptcp                        IPPROTO_MPTCP sockets\n\
+             MISSING  qdisc:netem                  ENOENT: \"Specified qdisc kind is unknown\"\n\
+             present  counter:MPTcpExtMPJoinSynRx\n\
+             (and 1 TcpExt/Tcp/IP counters a case may name: `counter:<name>`)\n"
+        );
+        let v = probe_text(&caps, &policy, true);
+        assert!(v.ends_with("strict mode: MPTCP_CT_STRICT=1 (a skip fails unless allow-listed)\nallow-list: netem, tc:typo\n  qdisc:netem allowed\n  allow-list entry \"tc:typo\" matches no probed capability\n"), "{v}");
+        caps.blocker = Some("needs root".into());
+        let mut out = Vec::new();
+        assert_eq!(probe(&caps, &policy, false, &mut out).unwrap(), KSFT_SKIP);
+        assert!(String::from_utf8(out).unwrap().contains("cases can run here: no (needs root)\n"));
     }
 }

@@ -2,7 +2,14 @@
 //!
 //! | variable | effect |
 //! |---|---|
-//! | `MPTCP_CT_REQUIRE=1` | a case that cannot run (no root, no MPTCP, missing capability) fails instead of being skipped |
+//! | `MPTCP_CT_REQUIRE=1` | a case that cannot run (no root, no MPTCP, missing capability) fails instead of being skipped; no allow-list |
+//! | `MPTCP_CT_STRICT=1` | strict mode (also `run --strict`): a skip fails unless every capability it misses is allow-listed |
+//! | `MPTCP_CT_ALLOW_MISSING=<list>` | strict mode's allow-list, comma-separated: `qdisc:netem,tc:pedit`, `netem` (a capability's last part), `counter:*` (a prefix) |
+//! | `MPTCP_CT_ALLOW_FILE=<path>` | more allow-list entries, one per line, `#` comments |
+//! | `MPTCP_CT_PCAP=0` | no packet capture (default: every interface of every host is captured; the pcapng is kept only when the case fails) |
+//! | `MPTCP_CT_SNAPLEN=<bytes>` | bytes kept of each captured packet (default 256: headers and MPTCP options) |
+//! | `MPTCP_CT_PCAP_MIB=<MiB>` | capture memory per case; the oldest packets are dropped beyond it (default 8) |
+//! | `MPTCP_CT_KMSG=0` | do not watch the kernel log for splats (default: watched; a splat fails the case) |
 //! | `MPTCP_CT_KEEP=1` | keep a failed case's namespaces (named, for `ip netns exec`) and print how to enter them |
 //! | `MPTCP_CT_NAMED=1` | name every namespace under /run/netns while it lives (debugging) |
 //! | `MPTCP_CT_SLOW=<factor>` | multiply every deadline by this factor (default 1) |
@@ -19,6 +26,35 @@ fn flag(name: &str) -> bool {
 /// `MPTCP_CT_REQUIRE`: skips become failures.
 pub fn require() -> bool {
     flag("MPTCP_CT_REQUIRE")
+}
+
+/// `MPTCP_CT_STRICT`: skips become failures unless allow-listed.
+pub fn strict() -> bool {
+    flag("MPTCP_CT_STRICT")
+}
+
+fn off(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.as_str(), "0" | "no" | "false" | "off"))
+}
+
+/// `MPTCP_CT_PCAP`: capture packets (default on).
+pub fn pcap() -> bool {
+    !off("MPTCP_CT_PCAP")
+}
+
+/// `MPTCP_CT_SNAPLEN`: bytes kept per captured packet (default 256, at least 64).
+pub fn snaplen() -> u32 {
+    std::env::var("MPTCP_CT_SNAPLEN").ok().and_then(|v| v.parse::<u32>().ok()).map_or(256, |n| n.clamp(64, 262_144))
+}
+
+/// `MPTCP_CT_PCAP_MIB`: capture memory per case in bytes (default 8 MiB).
+pub fn pcap_max_bytes() -> usize {
+    std::env::var("MPTCP_CT_PCAP_MIB").ok().and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0).unwrap_or(8) << 20
+}
+
+/// `MPTCP_CT_KMSG`: watch the kernel log (default on).
+pub fn kmsg() -> bool {
+    !off("MPTCP_CT_KMSG")
 }
 
 /// `MPTCP_CT_KEEP`: keep failed topologies.

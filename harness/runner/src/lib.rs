@@ -9,7 +9,9 @@
 //! - [`traffic`]: IPPROTO_MPTCP (or TCP) sockets created inside namespaces, bidirectional
 //!   transfers checked byte by byte, every blocking call under a deadline.
 //! - [`case`]: one case's life: probe, build, configure, traffic, observe, judge, tear down.
-//! - [`probe`]: what this machine can run (root, MPTCP), found out at run time.
+//! - [`probe`]: what this machine can run (every capability a case may need), found out at
+//!   run time; [`coverage`]: what the case library asserts on against what the kernel exposes.
+//! - [`pcap`], [`kmsg`]: a failed case's packet capture; kernel splats during a case.
 //! - [`wait`], [`env`]: deadlines, the polling helper, environment variables.
 //!
 //! The judging itself is pure and lives in `mptcp-spec`; codecs live in `mptcp-wire`.
@@ -17,6 +19,7 @@
 pub mod case;
 pub mod checks;
 pub mod cli;
+pub mod coverage;
 pub mod env;
 pub mod events;
 pub mod genl;
@@ -34,4 +37,5 @@ pub mod steps;
 pub mod sysctl;
 pub mod topology;
 pub mod traffic;
+pub mod vm;
 pub mod wait;

@@ -5,10 +5,21 @@
 //! and the receiver checks every byte against the same stream, so a corruption is reported
 //! with its offset, not just as a hash mismatch. Every blocking step (connect, accept, the
 //! transfer loop) is non-blocking I/O driven by poll(2) with the remaining time of a deadline.
+//!
+//! The layers, bottom up:
+//!
+//! - socket set-up: [`client_socket_with`] and [`listener_with`] apply the options a case asks
+//!   for (`SO_SNDBUF`, `SO_RCVBUF`, `SO_MARK`, `IP_TRANSPARENT`, `TCP_FASTOPEN`) before
+//!   connect()/listen(), like `mptcp_connect` does;
+//! - connection life: [`connect`], [`Stream::connect_fastopen`] (`sendto(MSG_FASTOPEN)`),
+//!   [`accept`], [`wait_closed`] + [`disconnect`] (`connect(AF_UNSPEC)`, `mptcp_connect -I`);
+//! - the [`Stream`] pump (`stream.rs`): one side of a transfer, with its byte source and sink
+//!   (`mptcp_connect -m` I/O modes, `-P` peek modes), pacing and the abortive close.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -17,7 +28,11 @@ use mptcp_spec::case::Proto;
 use mptcp_spec::errno;
 
 use crate::netns::{Netns, NetnsError};
-use crate::wait::Deadline;
+use crate::wait::{Deadline, poll_until};
+
+mod stream;
+
+pub use stream::{Pattern, Stream, Transfer};
 
 /// A socket call that failed: which host, which call with which arguments, which errno.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +52,9 @@ pub enum SockError {
     /// The stream ended early or carried too much.
     #[error("{host}: received {got} bytes, expected {want}")]
     Length { host: String, got: u64, want: u64 },
+    /// `recv(MSG_PEEK)` and the read(2) after it disagree.
+    #[error("{host}: at stream offset {offset}: {detail}")]
+    Peek { host: String, offset: u64, detail: String },
 }
 
 impl SockError {
@@ -71,11 +89,57 @@ fn domain_of(a: IpAddr) -> Domain {
     if a.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 }
 }
 
+/// Socket options set before connect() or listen(), as `mptcp_connect` sets them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SockSetup {
+    /// `SO_SNDBUF` (`-S`).
+    pub sndbuf: Option<u32>,
+    /// `SO_RCVBUF` (`-R`).
+    pub rcvbuf: Option<u32>,
+    /// `SO_MARK` (`-M`).
+    pub mark: Option<u32>,
+    /// Listener only: `IP_TRANSPARENT` / `IPV6_TRANSPARENT` (`-o TRANSPARENT`).
+    pub transparent: bool,
+    /// Listener only: `TCP_FASTOPEN` with a queue of 25 (`-o MPTFO`).
+    pub fastopen: bool,
+}
+
+fn setsockopt_int(sock: &Socket, host: &str, level: libc::c_int, name: libc::c_int, what: &str, val: libc::c_int) -> Result<(), SockError> {
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `val` lives across the call and `len` is its size.
+    let r = unsafe { libc::setsockopt(sock.as_raw_fd(), level, name, (&raw const val).cast(), len) };
+    if r < 0 {
+        return Err(sys(host, format!("setsockopt({what}, {val})"), &io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn apply_common(sock: &Socket, host: &str, setup: &SockSetup) -> Result<(), SockError> {
+    let int = |v: u32| libc::c_int::try_from(v).unwrap_or(libc::c_int::MAX);
+    if let Some(n) = setup.sndbuf {
+        setsockopt_int(sock, host, libc::SOL_SOCKET, libc::SO_SNDBUF, "SO_SNDBUF", int(n))?;
+    }
+    if let Some(n) = setup.rcvbuf {
+        setsockopt_int(sock, host, libc::SOL_SOCKET, libc::SO_RCVBUF, "SO_RCVBUF", int(n))?;
+    }
+    if let Some(m) = setup.mark {
+        // The mark is a u32; setsockopt takes its bits as an int.
+        setsockopt_int(sock, host, libc::SOL_SOCKET, libc::SO_MARK, "SO_MARK", m as libc::c_int)?;
+    }
+    Ok(())
+}
+
 /// Creates a client socket inside `ns` (`socket(family, SOCK_STREAM, proto)`), non-blocking.
 pub fn client_socket(ns: &Netns, host: &str, dst: IpAddr, proto: Proto) -> Result<Socket, SockError> {
+    client_socket_with(ns, host, dst, proto, &SockSetup::default())
+}
+
+/// [`client_socket`] with socket options set before connect().
+pub fn client_socket_with(ns: &Netns, host: &str, dst: IpAddr, proto: Proto, setup: &SockSetup) -> Result<Socket, SockError> {
     ns.run(|| {
         let s = Socket::new(domain_of(dst), Type::STREAM.cloexec(), Some(protocol(proto)))
             .map_err(|e| sys(host, format!("socket({:?}, SOCK_STREAM, {})", domain_of(dst), proto_name(proto)), &e))?;
+        apply_common(&s, host, setup)?;
         s.set_nonblocking(true).map_err(|e| sys(host, "fcntl(O_NONBLOCK)", &e))?;
         Ok(s)
     })?
@@ -83,6 +147,11 @@ pub fn client_socket(ns: &Netns, host: &str, dst: IpAddr, proto: Proto) -> Resul
 
 /// Creates, binds and listens inside `ns`; an unspecified IPv6 address accepts IPv4 too.
 pub fn listener(ns: &Netns, host: &str, addr: IpAddr, port: u16, proto: Proto) -> Result<Socket, SockError> {
+    listener_with(ns, host, addr, port, proto, &SockSetup::default())
+}
+
+/// [`listener`] with socket options set before bind() and listen().
+pub fn listener_with(ns: &Netns, host: &str, addr: IpAddr, port: u16, proto: Proto, setup: &SockSetup) -> Result<Socket, SockError> {
     ns.run(|| {
         let sa = SocketAddr::new(addr, port);
         let s = Socket::new(domain_of(addr), Type::STREAM.cloexec(), Some(protocol(proto)))
@@ -90,6 +159,17 @@ pub fn listener(ns: &Netns, host: &str, addr: IpAddr, port: u16, proto: Proto) -
         s.set_reuse_address(true).map_err(|e| sys(host, "setsockopt(SO_REUSEADDR)", &e))?;
         if addr.is_ipv6() {
             s.set_only_v6(false).map_err(|e| sys(host, "setsockopt(IPV6_V6ONLY, 0)", &e))?;
+        }
+        apply_common(&s, host, setup)?;
+        if setup.transparent {
+            if addr.is_ipv4() {
+                setsockopt_int(&s, host, libc::SOL_IP, libc::IP_TRANSPARENT, "IP_TRANSPARENT", 1)?;
+            } else {
+                setsockopt_int(&s, host, libc::SOL_IPV6, libc::IPV6_TRANSPARENT, "IPV6_TRANSPARENT", 1)?;
+            }
+        }
+        if setup.fastopen {
+            setsockopt_int(&s, host, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, "TCP_FASTOPEN", 25)?;
         }
         s.bind(&SockAddr::from(sa)).map_err(|e| sys(host, format!("bind({sa})"), &e))?;
         s.listen(128).map_err(|e| sys(host, format!("listen({sa})"), &e))?;
@@ -101,7 +181,7 @@ pub fn listener(ns: &Netns, host: &str, addr: IpAddr, port: u16, proto: Proto) -
 fn wait_fd(sock: &Socket, flags: PollFlags, deadline: Deadline) -> io::Result<bool> {
     loop {
         let mut fds = [PollFd::new(sock.as_fd(), flags)];
-        let t = PollTimeout::from(deadline.poll_timeout_ms(std::time::Duration::from_secs(60)));
+        let t = PollTimeout::from(deadline.poll_timeout_ms(Duration::from_secs(60)));
         match poll(&mut fds, t) {
             Ok(0) => {
                 if deadline.passed() {
@@ -115,7 +195,8 @@ fn wait_fd(sock: &Socket, flags: PollFlags, deadline: Deadline) -> io::Result<bo
     }
 }
 
-/// `connect()` with a deadline; returns once the connection is established.
+/// `connect()` with a deadline; returns once the connection is established. Also the
+/// reconnection after [`disconnect`].
 pub fn connect(sock: &Socket, host: &str, dst: SocketAddr, deadline: Deadline) -> Result<(), SockError> {
     let call = format!("connect({dst})");
     match sock.connect(&SockAddr::from(dst)) {
@@ -123,8 +204,13 @@ pub fn connect(sock: &Socket, host: &str, dst: SocketAddr, deadline: Deadline) -
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(sys(host, call, &e)),
     }
+    wait_connected(sock, host, &call, deadline)
+}
+
+/// Waits for a connection in progress: writable, then `SO_ERROR` says how it ended.
+fn wait_connected(sock: &Socket, host: &str, call: &str, deadline: Deadline) -> Result<(), SockError> {
     if !wait_fd(sock, PollFlags::POLLOUT, deadline).map_err(|e| sys(host, "poll", &e))? {
-        return Err(SockError::Timeout { host: host.into(), what: call, detail: "handshake not complete".into() });
+        return Err(SockError::Timeout { host: host.into(), what: call.into(), detail: "handshake not complete".into() });
     }
     match sock.take_error() {
         Ok(None) => Ok(()),
@@ -150,258 +236,66 @@ pub fn accept(listener: &Socket, host: &str, deadline: Deadline) -> Result<Socke
     }
 }
 
-/// A deterministic pseudo-random byte stream (xorshift64*), the same on both ends.
-#[derive(Debug, Clone)]
-pub struct Pattern {
-    state: u64,
-    word: [u8; 8],
-    used: usize,
+/// `TCP_CLOSE` in `tcpi_state` (include/net/tcp_states.h).
+const TCP_CLOSE: u8 = 7;
+
+fn tcp_state_name(s: u8) -> &'static str {
+    const NAMES: [&str; 13] = [
+        "?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT",
+        "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV",
+    ];
+    NAMES.get(usize::from(s)).copied().unwrap_or("?")
 }
 
-impl Pattern {
-    /// The stream for `seed` (any value; 0 is remapped).
-    pub fn new(seed: u64) -> Self {
-        Pattern { state: seed | 1, word: [0; 8], used: 8 }
+/// `tcpi_state` from `getsockopt(SOL_TCP, TCP_INFO)`; on an MPTCP socket the kernel answers
+/// for the first subflow.
+fn tcp_state(sock: &Socket) -> io::Result<u8> {
+    let mut buf = [0u8; 256];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: `buf` and `len` outlive the call; `len` holds the buffer size.
+    let r = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_TCP, libc::TCP_INFO, buf.as_mut_ptr().cast(), &raw mut len) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
     }
-    fn next_byte(&mut self) -> u8 {
-        if self.used == 8 {
-            self.state ^= self.state >> 12;
-            self.state ^= self.state << 25;
-            self.state ^= self.state >> 27;
-            self.word = self.state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
-            self.used = 0;
-        }
-        let b = self.word[self.used];
-        self.used += 1;
-        b
-    }
-    /// Fills `buf` with the next bytes.
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for b in buf {
-            *b = self.next_byte();
-        }
-    }
-    /// Checks `buf` against the next bytes; returns the index of the first difference.
-    pub fn check(&mut self, buf: &[u8]) -> Option<usize> {
-        let mut bad = None;
-        for (i, b) in buf.iter().enumerate() {
-            if self.next_byte() != *b && bad.is_none() {
-                bad = Some(i);
-            }
-        }
-        bad
-    }
+    Ok(buf[0])
 }
 
-/// What one side of a transfer did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Transfer {
-    /// Bytes written.
-    pub sent: u64,
-    /// Bytes read (all checked).
-    pub received: u64,
+/// Waits until a connection whose both directions are shut is fully closed (`TCP_INFO` state
+/// CLOSE: for MPTCP the DATA_FIN exchange is over and the subflow closed). A disconnect before
+/// that would drop what is still in flight and reset the subflows (MP_FASTCLOSE); the
+/// upstream test waits the same way (`ss -M` no longer lists the socket). There is no
+/// readiness signal for it: the state is polled, bounded by the deadline.
+pub fn wait_closed(sock: &Socket, host: &str, deadline: Deadline) -> Result<(), SockError> {
+    let mut last = 0;
+    let r = poll_until(deadline, || match tcp_state(sock) {
+        Ok(TCP_CLOSE) => Some(Ok(())),
+        Ok(s) => {
+            last = s;
+            None
+        }
+        Err(e) => Some(Err(sys(host, "getsockopt(SOL_TCP, TCP_INFO)", &e))),
+    });
+    r.unwrap_or_else(|()| {
+        Err(SockError::Timeout {
+            host: host.into(),
+            what: "waiting for the connection to close before connect(AF_UNSPEC)".into(),
+            detail: format!("TCP state still {}", tcp_state_name(last)),
+        })
+    })
 }
 
-/// One side of a transfer: what it must send and receive, and how far it got. A stream can
-/// be pumped in stages (a first byte each way to get the connection fully established, then
-/// the rest), always with the same byte sequences.
-#[derive(Debug)]
-pub struct Stream {
-    host: String,
-    tx: Pattern,
-    rx: Pattern,
-    send: u64,
-    recv: u64,
-    out: Vec<u8>,
-    out_off: usize,
-    out_len: usize,
-    inb: Vec<u8>,
-    done: Transfer,
-    shut: bool,
-    eof: bool,
-    pace: Option<(u64, std::time::Duration)>,
-    next_send: std::time::Instant,
-    chunk_left: u64,
-    abort_after: Option<u64>,
-    tolerate_reset: bool,
-    /// The peer reset the connection (only when tolerated).
-    pub reset: bool,
-}
-
-impl Stream {
-    /// A side that sends `send` bytes of `Pattern::new(send_seed)` and expects `recv` bytes
-    /// of `Pattern::new(recv_seed)`.
-    pub fn new(host: &str, send: u64, send_seed: u64, recv: u64, recv_seed: u64) -> Self {
-        Stream {
-            host: host.to_owned(),
-            tx: Pattern::new(send_seed),
-            rx: Pattern::new(recv_seed),
-            send,
-            recv,
-            out: vec![0u8; 16 * 1024],
-            out_off: 0,
-            out_len: 0,
-            inb: vec![0u8; 64 * 1024],
-            done: Transfer::default(),
-            shut: false,
-            eof: false,
-            pace: None,
-            next_send: std::time::Instant::now(),
-            chunk_left: 0,
-            abort_after: None,
-            tolerate_reset: false,
-            reset: false,
-        }
+/// Disconnects a connected socket with `connect(AF_UNSPEC)` (the socket can connect again).
+pub fn disconnect(sock: &Socket, host: &str) -> Result<(), SockError> {
+    // SAFETY: an all-zero sockaddr is a valid value; only the family is set.
+    let mut sa: libc::sockaddr = unsafe { std::mem::zeroed() };
+    sa.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+    let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
+    // SAFETY: `sa` outlives the call and `len` is its size.
+    let r = unsafe { libc::connect(sock.as_raw_fd(), &raw const sa, len) };
+    if r < 0 {
+        return Err(sys(host, "connect(AF_UNSPEC)", &io::Error::last_os_error()));
     }
-
-    /// Sends `chunk` bytes every `interval` instead of as fast as possible (the wait between
-    /// chunks is a poll(2) timeout on the socket, so reads go on meanwhile).
-    pub fn paced(mut self, pace: Option<(u64, std::time::Duration)>) -> Self {
-        self.pace = pace;
-        self
-    }
-
-    /// This side stops once it has received `after` bytes (then the caller closes abortively).
-    pub fn abort_after(mut self, after: Option<u64>) -> Self {
-        self.abort_after = after;
-        self
-    }
-
-    /// The peer may reset the connection: a reset ends the stream instead of failing it,
-    /// and fewer bytes than planned may arrive (each one still checked).
-    pub fn tolerate_reset(mut self, yes: bool) -> Self {
-        self.tolerate_reset = yes;
-        self
-    }
-
-    /// What was sent and received so far.
-    pub fn progress(&self) -> Transfer {
-        self.done
-    }
-
-    /// Runs the transfer to its end: everything sent, write side shut, EOF read, and exactly
-    /// the expected number of bytes received.
-    pub fn finish(&mut self, sock: &mut Socket, deadline: Deadline) -> Result<Transfer, SockError> {
-        if let Some(after) = self.abort_after {
-            let target = after.min(self.recv);
-            return self.pump(sock, u64::MAX, move |t| t.received >= target, deadline);
-        }
-        self.pump(sock, u64::MAX, |_| false, deadline)?;
-        if self.reset {
-            return Ok(self.done);
-        }
-        if self.done.received != self.recv {
-            return Err(SockError::Length { host: self.host.clone(), got: self.done.received, want: self.recv });
-        }
-        Ok(self.done)
-    }
-
-    /// Pumps until `stop` holds (or the stream ends), sending at most `send_cap` bytes in
-    /// total and not shutting down before the whole stream is sent.
-    pub fn pump(&mut self, sock: &mut Socket, send_cap: u64, stop: impl Fn(&Transfer) -> bool, deadline: Deadline) -> Result<Transfer, SockError> {
-        let host = self.host.clone();
-        let host = host.as_str();
-        let limit = send_cap.min(self.send);
-        loop {
-            if stop(&self.done) {
-                return Ok(self.done);
-            }
-            if self.done.sent == self.send && self.out_off == self.out_len && !self.shut {
-                sock.shutdown(std::net::Shutdown::Write).map_err(|e| sys(host, "shutdown(SHUT_WR)", &e))?;
-                self.shut = true;
-            }
-            if self.shut && self.eof {
-                return Ok(self.done);
-            }
-            let mut want_out = !self.shut && (self.done.sent < limit || self.out_off < self.out_len);
-            let mut wake = deadline;
-            if let Some((chunk, interval)) = self.pace
-                && want_out
-                && self.chunk_left == 0
-            {
-                let now = std::time::Instant::now();
-                if now >= self.next_send {
-                    self.chunk_left = chunk;
-                    self.next_send = now + interval;
-                } else {
-                    want_out = false;
-                    wake = deadline.min(Deadline::after(self.next_send - now));
-                }
-            }
-            let mut flags = PollFlags::empty();
-            if !self.eof {
-                flags |= PollFlags::POLLIN;
-            }
-            if want_out {
-                flags |= PollFlags::POLLOUT;
-            }
-            let mut fds = [PollFd::new(sock.as_fd(), flags)];
-            let t = PollTimeout::from(wake.poll_timeout_ms(std::time::Duration::from_secs(60)));
-            let ready = match poll(&mut fds, t) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(sys(host, "poll", &e.into())),
-            };
-            if ready == 0 {
-                if deadline.passed() {
-                    return Err(SockError::Timeout {
-                        host: host.into(),
-                        what: "transfer".into(),
-                        detail: format!("sent {}/{}, received {}/{}", self.done.sent, self.send, self.done.received, self.recv),
-                    });
-                }
-                continue;
-            }
-            let rev = fds[0].revents().unwrap_or(PollFlags::empty());
-            if rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) && !self.eof {
-                match sock.read(&mut self.inb) {
-                    Ok(0) => self.eof = true,
-                    Ok(n) => {
-                        if let Some(i) = self.rx.check(&self.inb[..n]) {
-                            return Err(SockError::Corrupt { host: host.into(), offset: self.done.received + i as u64 });
-                        }
-                        self.done.received += n as u64;
-                        if self.done.received > self.recv {
-                            return Err(SockError::Length { host: host.into(), got: self.done.received, want: self.recv });
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if self.tolerate_reset && is_reset(&e) => {
-                        self.reset = true;
-                        return Ok(self.done);
-                    }
-                    Err(e) => return Err(sys(host, "read", &e)),
-                }
-            }
-            if rev.intersects(PollFlags::POLLOUT) && want_out {
-                if self.out_off == self.out_len {
-                    let mut room = (limit - self.done.sent).min(self.out.len() as u64);
-                    if self.pace.is_some() {
-                        room = room.min(self.chunk_left);
-                    }
-                    let n = usize::try_from(room).unwrap_or(self.out.len());
-                    self.tx.fill(&mut self.out[..n]);
-                    self.out_off = 0;
-                    self.out_len = n;
-                }
-                if self.out_len > self.out_off {
-                    match sock.write(&self.out[self.out_off..self.out_len]) {
-                        Ok(n) => {
-                            self.out_off += n;
-                            self.done.sent += n as u64;
-                            self.chunk_left = self.chunk_left.saturating_sub(n as u64);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) if self.tolerate_reset && is_reset(&e) => {
-                            self.reset = true;
-                            return Ok(self.done);
-                        }
-                        Err(e) => return Err(sys(host, "write", &e)),
-                    }
-                }
-            }
-        }
-    }
+    Ok(())
 }
 
 fn is_reset(e: &io::Error) -> bool {
@@ -410,33 +304,7 @@ fn is_reset(e: &io::Error) -> bool {
 
 /// Closes abortively: SO_LINGER {on, 0} then close, which makes MPTCP send MP_FASTCLOSE.
 pub fn abortive_close(sock: Socket, host: &str) -> Result<(), SockError> {
-    sock.set_linger(Some(std::time::Duration::ZERO)).map_err(|e| sys(host, "setsockopt(SO_LINGER, 0)", &e))?;
+    sock.set_linger(Some(Duration::ZERO)).map_err(|e| sys(host, "setsockopt(SO_LINGER, 0)", &e))?;
     drop(sock);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pattern_is_deterministic_and_detects_a_flipped_byte() {
-        let mut a = Pattern::new(7);
-        let mut buf = vec![0; 1000];
-        a.fill(&mut buf);
-        assert_eq!(Pattern::new(7).check(&buf), None);
-        buf[321] ^= 1;
-        assert_eq!(Pattern::new(7).check(&buf), Some(321));
-        let mut other = vec![0; 1000];
-        Pattern::new(8).fill(&mut other);
-        assert_ne!(buf, other);
-        // Chunking does not change the stream.
-        let mut c = Pattern::new(7);
-        let (mut x, mut y) = (vec![0; 3], vec![0; 997]);
-        c.fill(&mut x);
-        c.fill(&mut y);
-        x.extend(y);
-        buf[321] ^= 1;
-        assert_eq!(x, buf);
-    }
 }

@@ -1,15 +1,17 @@
 //! The conformance suite as a `cargo test` target: one trial per `cases/**/*.toml`, named by
 //! its path (`connect::v4_basic`), run in parallel by libtest-mimic.
 //!
-//! - A case that cannot run here (no root, no MPTCP, a missing counter) is *ignored* with the
-//!   reason, unless `MPTCP_CT_REQUIRE=1`, which makes it a failure (CI sets it, so CI can
-//!   never pass by skipping everything).
+//! - A case that cannot run here (no root, no MPTCP, a missing capability) is *ignored* with
+//!   the reason, unless `MPTCP_CT_REQUIRE=1` (every skip fails: CI can never pass by skipping
+//!   everything) or `MPTCP_CT_STRICT=1` (a skip fails unless each capability it misses is in
+//!   the allow-list `MPTCP_CT_ALLOW_MISSING` / `MPTCP_CT_ALLOW_FILE`).
 //! - A case file that does not parse is a failed trial with the located error.
 //! - Known-broken cases (`xfail`) pass while they fail as declared, and fail once they pass.
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use mptcp_runner::case::{self, RunContext, Verdict};
 use mptcp_runner::library::Library;
+use mptcp_runner::probe::{Strictness, capabilities};
 use mptcp_runner::{env, netns};
 
 fn main() {
@@ -30,7 +32,10 @@ fn main() {
     }
     let threads = args.test_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let ctx = RunContext::from_env(threads);
-    let require = env::require();
+    let strictness = Strictness::from_env(false).unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(101);
+    });
     let verbose = env::verbose();
     let trials = files
         .into_iter()
@@ -38,9 +43,10 @@ fn main() {
             let id = lib.case_id(&file);
             let lib = lib.clone();
             let ctx = ctx.clone();
+            let strictness = strictness.clone();
             Trial::ignorable_test(id, move || {
                 let case = lib.load(&file).map_err(|e| Failed::from(format!("invalid case file:\n{e}")))?;
-                let r = case::run(&case, &ctx);
+                let r = strictness.apply(capabilities(), Some(&case), case::run(&case, &ctx));
                 let time = format!("({} ms)", r.elapsed.as_millis());
                 if verbose {
                     eprintln!("{}: {:?} {time}", r.id, r.verdict);
@@ -52,7 +58,6 @@ fn main() {
                         Ok(Completion::Completed)
                     }
                     Verdict::XPass => Err(format!("{}: marked xfail but passed: remove the xfail marker {time}", r.id).into()),
-                    Verdict::Skip(reason) if require => Err(format!("cannot run here and MPTCP_CT_REQUIRE is set: {reason}").into()),
                     Verdict::Skip(reason) => Ok(Completion::ignored_with(reason)),
                     Verdict::Fail => Err(format!("{} {time}\n{}", r.id, r.report).into()),
                 }

@@ -95,6 +95,15 @@ mod raw {
         pub transfer: Option<String>,
         pub close: Option<Close>,
         pub pace: Option<Pace>,
+        pub io: Option<String>,
+        pub peek: Option<String>,
+        pub sndbuf: Option<IntOrString>,
+        pub rcvbuf: Option<IntOrString>,
+        pub fastopen: Option<bool>,
+        pub transparent: Option<bool>,
+        pub reconnect: Option<u32>,
+        pub repeat: Option<u32>,
+        pub mark: Option<u32>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -320,6 +329,72 @@ pub struct Connection {
     pub fastclose: Option<FastClose>,
     /// Paced sending: `chunk` bytes every `interval`, on both sides.
     pub pace: Option<(u64, Duration)>,
+    /// How both sides send (and, for splice, receive) the stream.
+    pub io: IoMode,
+    /// Receive with MSG_PEEK first (both sides), checking the peeked bytes against the read ones.
+    pub peek: Option<PeekMode>,
+    /// `SO_SNDBUF` on the client socket and the listener, before connect()/listen().
+    pub sndbuf: Option<u32>,
+    /// `SO_RCVBUF` on the client socket and the listener, before connect()/listen().
+    pub rcvbuf: Option<u32>,
+    /// TCP Fast Open: `TCP_FASTOPEN` on the listener, `sendto(MSG_FASTOPEN)` on the client
+    /// (`mptcp_connect -o MPTFO`).
+    pub fastopen: bool,
+    /// `IP_TRANSPARENT` / `IPV6_TRANSPARENT` on the listener (`mptcp_connect -o TRANSPARENT`):
+    /// the connect address may belong to another host, a tproxy rule diverts it.
+    pub transparent: bool,
+    /// Disconnect (`connect(AF_UNSPEC)`) and reconnect the same client socket this many times
+    /// after the first transfer, transferring each time (`mptcp_connect -I <reconnect + 1>`).
+    pub reconnect: u32,
+    /// Run the whole connection this many times in sequence, each with a new client socket,
+    /// against the same listener (a TFO cookie obtained by one run is used by the next).
+    pub repeat: u32,
+    /// `SO_MARK` on the client socket and the listener.
+    pub mark: Option<u32>,
+}
+
+impl Connection {
+    /// How many connections the client establishes in total (each one an MP_CAPABLE handshake
+    /// between MPTCP sockets).
+    pub fn connects(&self) -> u32 {
+        self.repeat * (self.reconnect + 1)
+    }
+}
+
+/// How a sender hands its bytes to the socket (`mptcp_connect -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// poll(2) + write(2) from a buffer, interleaved with reads (`-m poll`, the default).
+    #[default]
+    Poll,
+    /// sendfile(2) from a memfd holding the whole stream (`-m sendfile`).
+    Sendfile,
+    /// splice(2) from a memfd through a pipe into the socket; the receiver splices from the
+    /// socket into a pipe and reads that (`-m splice`).
+    Splice,
+    /// write(2) from a read-only shared mapping of a memfd holding the stream (`-m mmap`).
+    Mmap,
+}
+
+impl IoMode {
+    /// The name a case file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoMode::Poll => "poll",
+            IoMode::Sendfile => "sendfile",
+            IoMode::Splice => "splice",
+            IoMode::Mmap => "mmap",
+        }
+    }
+}
+
+/// Receiving with `MSG_PEEK` first (`mptcp_connect -P`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeekMode {
+    /// `recv(MSG_PEEK)` then `read()` of exactly the peeked length (`saveWithPeek`).
+    WithPeek,
+    /// `recv(MSG_PEEK)` then `read()` of the full buffer, which may return more (`saveAfterPeek`).
+    AfterPeek,
 }
 
 /// Which end of a connection.
@@ -519,7 +594,10 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(connect),
             v4 => v4,
         };
-        if !plain.is_loopback() && topology.owner_of(plain).is_some_and(|o| o != c.server) {
+        // With `transparent`, the client connects to an address the server does not own and
+        // a tproxy rule on the server's path diverts the connection to the listener.
+        let transparent = c.transparent.unwrap_or(false);
+        if !transparent && !plain.is_loopback() && topology.owner_of(plain).is_some_and(|o| o != c.server) {
             errs.push(src.error(cp.key("connect"), format!(
                 "{connect} belongs to host {:?}, not to the server {:?}", topology.owner_of(plain).unwrap_or_default(), c.server
             )));
@@ -598,6 +676,61 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             }
             Some((chunk, interval))
         });
+        let io = match c.io.as_deref() {
+            None | Some("poll") => IoMode::Poll,
+            Some("sendfile") => IoMode::Sendfile,
+            Some("splice") => IoMode::Splice,
+            Some("mmap") => IoMode::Mmap,
+            Some(o) => {
+                errs.push(src.error(cp.key("io"), format!("expected \"poll\", \"sendfile\", \"splice\" or \"mmap\", found {o:?}")));
+                IoMode::Poll
+            }
+        };
+        let peek = match c.peek.as_deref() {
+            None => None,
+            Some("with_peek") => Some(PeekMode::WithPeek),
+            Some("after_peek") => Some(PeekMode::AfterPeek),
+            Some(o) => {
+                errs.push(src.error(cp.key("peek"), format!("expected \"with_peek\" or \"after_peek\", found {o:?}")));
+                None
+            }
+        };
+        if peek.is_some() && io == IoMode::Splice {
+            errs.push(src.error(cp.key("peek"), "peek modes receive with recv(2); io = \"splice\" receives with splice(2): use one or the other"));
+        }
+        let mut buf_size = |v: &Option<IntOrString>, key: &str| {
+            let v = v.as_ref()?;
+            match parse_size(&v.0) {
+                Ok(n) if (1..=i32::MAX as u64).contains(&n) => u32::try_from(n).ok(),
+                Ok(n) => {
+                    errs.push(src.error(cp.key(key), format!("{key} must be between 1 byte and 2 GiB - 1 (an int for setsockopt), found {n}")));
+                    None
+                }
+                Err(e) => {
+                    errs.push(src.error(cp.key(key), e));
+                    None
+                }
+            }
+        };
+        let sndbuf = buf_size(&c.sndbuf, "sndbuf");
+        let rcvbuf = buf_size(&c.rcvbuf, "rcvbuf");
+        let reconnect = c.reconnect.unwrap_or(0);
+        let repeat = c.repeat.unwrap_or(1);
+        if repeat == 0 {
+            errs.push(src.error(cp.key("repeat"), "repeat = 0 would run nothing; the default is 1"));
+        }
+        if reconnect > 0 && repeat > 1 {
+            errs.push(src.error(cp.key("reconnect"), "use either `reconnect` (one socket, several connections) or `repeat` (several sockets), not both"));
+        }
+        if reconnect > 0 || repeat > 1 {
+            let key = if reconnect > 0 { "reconnect" } else { "repeat" };
+            if with_steps {
+                errs.push(src.error(cp.key(key), format!("`{key}` runs its further transfers after the steps: `transfer = \"with_steps\"` cannot be combined with it")));
+            }
+            if fastclose.is_some() {
+                errs.push(src.error(cp.key(key), format!("`{key}` needs clean closes between transfers: `close` cannot be combined with it")));
+            }
+        }
         let port = c.port.unwrap_or(10000 + u16::try_from(i).unwrap_or(0));
         if port == 0 {
             errs.push(src.error(cp.key("port"), "port 0 is not a port"));
@@ -617,6 +750,15 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             with_steps,
             fastclose,
             pace,
+            io,
+            peek,
+            sndbuf,
+            rcvbuf,
+            fastopen: c.fastopen.unwrap_or(false),
+            transparent,
+            reconnect,
+            repeat: repeat.max(1),
+            mark: c.mark,
         });
     }
 
@@ -832,6 +974,76 @@ strict = false
         assert_eq!(c.connections[0].error, Some(ExpectedError { at: Stage::Socket, errno: 92 }));
         let e = one_error(&GOOD.replace("upload = \"4KiB\"", "error = { at = \"socket\", errno = \"ENOPROTO\" }"));
         assert!(e.contains("connections[0].error.errno: unknown errno name"), "{e}");
+    }
+
+    fn with_conn_keys(keys: &str) -> String {
+        GOOD.replace("upload = \"4KiB\"", &format!("upload = \"4KiB\"\n{keys}"))
+    }
+
+    #[test]
+    fn connection_features_default_to_mptcp_connect_defaults() {
+        let c = &load(GOOD).unwrap().connections[0];
+        assert_eq!((c.io, c.peek, c.sndbuf, c.rcvbuf, c.mark), (IoMode::Poll, None, None, None, None));
+        assert!(!c.fastopen && !c.transparent);
+        assert_eq!((c.reconnect, c.repeat, c.connects()), (0, 1, 1));
+    }
+
+    #[test]
+    fn connection_features_are_parsed() {
+        let text = with_conn_keys(
+            "io = \"splice\"\nsndbuf = \"16KiB\"\nrcvbuf = 8192\nfastopen = true\nmark = 42\nreconnect = 2",
+        );
+        let c = &load(&text).unwrap().connections[0];
+        assert_eq!(c.io, IoMode::Splice);
+        assert_eq!((c.sndbuf, c.rcvbuf, c.mark), (Some(16384), Some(8192), Some(42)));
+        assert!(c.fastopen);
+        assert_eq!((c.reconnect, c.repeat, c.connects()), (2, 1, 3));
+        let c = &load(&with_conn_keys("peek = \"after_peek\"\nio = \"mmap\"\nrepeat = 2")).unwrap().connections[0];
+        assert_eq!((c.peek, c.io, c.connects()), (Some(PeekMode::AfterPeek), IoMode::Mmap, 2));
+        assert_eq!(IoMode::Sendfile.name(), "sendfile");
+    }
+
+    #[test]
+    fn bad_connection_features_are_located() {
+        let e = one_error(&with_conn_keys("io = \"sendfil\""));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].io: expected \"poll\", \"sendfile\", \"splice\" or \"mmap\", found \"sendfil\""), "{e}");
+        let e = one_error(&with_conn_keys("peek = \"saveWithPeek\""));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].peek: expected \"with_peek\" or \"after_peek\""), "{e}");
+        let e = one_error(&with_conn_keys("io = \"splice\"\npeek = \"with_peek\""));
+        assert!(e.starts_with("cases/t/case.toml:13: connections[0].peek: peek modes receive with recv(2)"), "{e}");
+        let e = one_error(&with_conn_keys("sndbuf = 0"));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].sndbuf: sndbuf must be between 1 byte"), "{e}");
+        let e = one_error(&with_conn_keys("rcvbuf = \"4GiB\""));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].rcvbuf: rcvbuf must be between"), "{e}");
+        let e = one_error(&with_conn_keys("rcvbuf = \"lots\""));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].rcvbuf: expected a size"), "{e}");
+        let e = one_error(&with_conn_keys("fastopen = \"yes\""));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].fastopen: "), "{e}");
+        let e = one_error(&with_conn_keys("repeat = 0"));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].repeat: repeat = 0 would run nothing"), "{e}");
+        let e = one_error(&with_conn_keys("mark = -1"));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].mark: "), "{e}");
+    }
+
+    #[test]
+    fn repeated_transfers_exclude_what_needs_a_single_one() {
+        let e = one_error(&with_conn_keys("reconnect = 1\nrepeat = 2"));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].reconnect: use either `reconnect`"), "{e}");
+        let e = one_error(&with_conn_keys("repeat = 2\nclose = { by = \"client\" }"));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].repeat: `repeat` needs clean closes"), "{e}");
+        let e = one_error(&with_conn_keys("reconnect = 3\ntransfer = \"with_steps\""));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].reconnect: `reconnect` runs its further transfers after the steps"), "{e}");
+    }
+
+    #[test]
+    fn a_transparent_listener_takes_another_hosts_address() {
+        // Without `transparent` the connect address must be the server's ...
+        let foreign = GOOD.replace("connect = \"10.0.1.1\"", "connect = \"10.0.1.2\"");
+        let e = one_error(&foreign);
+        assert!(e.contains("connections[0].connect: 10.0.1.2 belongs to host \"client\""), "{e}");
+        // ... with it, a tproxy rule diverts the connection and any address goes.
+        let c = &load(&foreign.replace("upload = \"4KiB\"", "upload = \"4KiB\"\ntransparent = true")).unwrap().connections[0];
+        assert!(c.transparent);
     }
 
     #[test]

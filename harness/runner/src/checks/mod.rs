@@ -7,6 +7,13 @@
 //! and with which arguments; the expected values live in the routine, next to the upstream
 //! source they come from.
 
+mod common;
+mod diag;
+mod inq;
+mod protocols;
+mod sock_diag;
+mod sockopt;
+
 use crate::topology::Host;
 use crate::wait::Deadline;
 
@@ -24,8 +31,31 @@ pub struct CheckCtx<'a> {
 /// A check routine: `Ok(())` or the list of mismatches.
 pub type CheckFn = fn(&CheckCtx<'_>) -> Result<(), Vec<String>>;
 
-/// Every check, by name.
-pub const CHECKS: &[(&str, CheckFn)] = &[];
+/// Every check, by name. A result line starting with `SKIP:` means the running kernel lacks
+/// what the check needs (an older struct, an unsupported option); it is never mixed with
+/// mismatches.
+pub const CHECKS: &[(&str, CheckFn)] = &[
+    // mptcp_sockopt.c
+    ("sockopt_info", sockopt::sockopt_info),
+    ("sockopt_tcpinfo", sockopt::sockopt_tcpinfo),
+    ("sockopt_subflow_addrs", sockopt::sockopt_subflow_addrs),
+    ("sockopt_bogus_subflow_data", sockopt::sockopt_bogus_subflow_data),
+    ("sockopt_full_info", sockopt::sockopt_full_info),
+    ("sockopt_ip_tos", sockopt::sockopt_ip_tos),
+    // mptcp_inq.c
+    ("inq", inq::inq),
+    // diag.sh
+    ("diag_no_msk", diag::diag_no_msk),
+    ("diag_listen_filters", diag::diag_listen_filters),
+    ("diag_msk_flags", diag::diag_msk_flags),
+    ("diag_last_time_info", diag::diag_last_time_info),
+    ("diag_msk_inuse", diag::diag_msk_inuse),
+    ("diag_cestab", diag::diag_cestab),
+    ("diag_dump_one", diag::diag_dump_one),
+    ("diag_dump_subflow", diag::diag_dump_subflow),
+    ("diag_many_msk", diag::diag_many_msk),
+    ("diag_listeners", diag::diag_listeners),
+];
 
 /// Runs a check by name.
 pub fn run(name: &str, ctx: &CheckCtx<'_>) -> Result<(), Vec<String>> {

@@ -101,6 +101,79 @@ pub struct Unstable {
     pub verdicts: Vec<Kind>,
 }
 
+impl Unstable {
+    /// One line: how often each verdict came, and in which iterations the less common ones
+    /// did: `pass 19, fail 1 of 20 (fail: iteration 7)`.
+    pub fn summary(&self) -> String {
+        verdict_counts(&self.verdicts)
+    }
+}
+
+fn verdict_counts(verdicts: &[Kind]) -> String {
+    let mut counts: std::collections::BTreeMap<Kind, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, k) in verdicts.iter().enumerate() {
+        counts.entry(*k).or_default().push(i + 1);
+    }
+    // The most common verdict (on a tie, the first in Kind order: pass before fail).
+    let common = counts.iter().max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0))).map(|(k, _)| *k);
+    let parts: Vec<String> = counts.iter().map(|(k, its)| format!("{} {}", k.as_str(), its.len())).collect();
+    let mut text = format!("{} of {}", parts.join(", "), verdicts.len());
+    let rare: Vec<String> = counts
+        .iter()
+        .filter(|(k, _)| Some(**k) != common)
+        .map(|(k, its)| {
+            let shown: Vec<String> = its.iter().take(10).map(usize::to_string).collect();
+            let more = if its.len() > 10 { ", ..." } else { "" };
+            format!("{}: iteration{} {}{more}", k.as_str(), if its.len() == 1 { "" } else { "s" }, shown.join(", "))
+        })
+        .collect();
+    if !rare.is_empty() {
+        text.push_str(&format!(" ({})", rare.join("; ")));
+    }
+    text
+}
+
+/// Follows a repeated run's results (from `CaseFinished` events) to summarize it at the end.
+#[derive(Debug, Clone, Default)]
+pub struct Soak {
+    history: std::collections::BTreeMap<String, Vec<Kind>>,
+    iterations: usize,
+}
+
+impl Soak {
+    /// Records one result (results of a single run, `iteration` `None`, are ignored).
+    pub fn record(&mut self, id: &str, iteration: Option<usize>, kind: Kind) {
+        if let Some(i) = iteration {
+            self.history.entry(id.to_owned()).or_default().push(kind);
+            self.iterations = self.iterations.max(i);
+        }
+    }
+
+    /// `soak: 20 iteration(s) of 39 case(s): 38 stable (36 pass, 2 skip), 1 changed verdict`,
+    /// or `None` for a single run.
+    pub fn summary(&self) -> Option<String> {
+        if self.iterations == 0 {
+            return None;
+        }
+        let mut stable: std::collections::BTreeMap<Kind, usize> = std::collections::BTreeMap::new();
+        let mut changed = 0;
+        for v in self.history.values() {
+            match v.first() {
+                Some(k) if v.iter().all(|x| x == k) => *stable.entry(*k).or_default() += 1,
+                _ => changed += 1,
+            }
+        }
+        let n_stable: usize = stable.values().sum();
+        let kinds: Vec<String> = stable.iter().map(|(k, n)| format!("{n} {}", k.as_str())).collect();
+        Some(format!(
+            "soak: {} iteration(s) of {} case(s): {n_stable} stable ({}), {changed} changed verdict",
+            self.iterations,
+            self.history.len(),
+            if kinds.is_empty() { "none".to_owned() } else { kinds.join(", ") }
+        ))
+    }
+}
+
 /// What a run reports, in order (see the module doc).
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
@@ -279,6 +352,21 @@ mod tests {
         assert_eq!(headline(&result(Verdict::Skip("needs\n root".into()), "")), "needs root");
         assert_eq!(headline(&result(Verdict::Pass, "")), "");
         assert_eq!(headline(&result(Verdict::XPass, "")), XPASS_MESSAGE);
+    }
+
+    #[test]
+    fn soak_summaries() {
+        let u = Unstable { id: "a".into(), verdicts: vec![Kind::Pass, Kind::Pass, Kind::Fail, Kind::Pass, Kind::Skip, Kind::Fail] };
+        assert_eq!(u.summary(), "pass 3, fail 2, skip 1 of 6 (fail: iterations 3, 6; skip: iteration 5)");
+        let mut s = Soak::default();
+        assert_eq!(s.summary(), None);
+        for i in 1..=3 {
+            s.record("x::stable", Some(i), Kind::Pass);
+            s.record("x::skipped", Some(i), Kind::Skip);
+            s.record("x::flaky", Some(i), if i == 2 { Kind::Fail } else { Kind::Pass });
+        }
+        s.record("x::once", None, Kind::Fail);
+        assert_eq!(s.summary().unwrap(), "soak: 3 iteration(s) of 3 case(s): 2 stable (1 pass, 1 skip), 1 changed verdict");
     }
 
     #[test]

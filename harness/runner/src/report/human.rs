@@ -24,7 +24,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use super::event::{Event, Kind, Reporter, Totals, XPASS_MESSAGE, headline, trial_name};
+use super::event::{Event, Kind, Reporter, Soak, Totals, XPASS_MESSAGE, headline, trial_name};
 use crate::case::CaseResult;
 
 /// The progress line's terminal and state.
@@ -60,6 +60,7 @@ pub struct Human<W: Write> {
     out: W,
     progress: Option<Progress>,
     failed: Vec<String>,
+    soak: Soak,
 }
 
 impl<W: Write> std::fmt::Debug for Human<W> {
@@ -71,7 +72,7 @@ impl<W: Write> std::fmt::Debug for Human<W> {
 impl<W: Write> Human<W> {
     /// Plain lines on `out`, no progress.
     pub fn new(out: W) -> Self {
-        Human { out, progress: None, failed: Vec::new() }
+        Human { out, progress: None, failed: Vec::new(), soak: Soak::default() }
     }
 
     /// Also keeps a progress line on `term` (a terminal `width` columns wide).
@@ -136,7 +137,8 @@ pub fn result_text(result: &CaseResult, iteration: Option<usize>) -> String {
 }
 
 /// The closing lines; the last one is `N passed, N failed, N skipped`.
-pub fn summary_text(totals: &Totals, elapsed: Duration, failed: &[String], unstable: &[super::event::Unstable]) -> String {
+/// `soak` is the soak line of a repeated run.
+pub fn summary_text(totals: &Totals, elapsed: Duration, failed: &[String], unstable: &[super::event::Unstable], soak: Option<&str>) -> String {
     let mut text = String::from("\n");
     if !failed.is_empty() {
         text.push_str("failures:\n");
@@ -145,12 +147,17 @@ pub fn summary_text(totals: &Totals, elapsed: Duration, failed: &[String], unsta
         }
         text.push('\n');
     }
+    if let Some(s) = soak {
+        text.push_str(s);
+        text.push('\n');
+    }
     if !unstable.is_empty() {
         text.push_str("verdict changed between iterations:\n");
         for u in unstable {
-            let seq: Vec<&str> = u.verdicts.iter().map(|k| k.as_str()).collect();
-            text.push_str(&format!("    {}: {}\n", u.id, seq.join(", ")));
+            text.push_str(&format!("    {}: {}\n", u.id, u.summary()));
         }
+    }
+    if soak.is_some() || !unstable.is_empty() {
         text.push('\n');
     }
     text.push_str(&format!("finished in {:.2} s", elapsed.as_secs_f64()));
@@ -196,6 +203,7 @@ impl<W: Write> Reporter for Human<W> {
                     p.running.retain(|r| *r != name);
                     p.done += 1;
                 }
+                self.soak.record(&result.id, iteration, Kind::of(&result.verdict));
                 if matches!(Kind::of(&result.verdict), Kind::Fail | Kind::XPass) {
                     self.failed.push(name);
                 }
@@ -203,7 +211,8 @@ impl<W: Write> Reporter for Human<W> {
                 self.redraw()
             }
             Event::RunFinished { totals, elapsed, unstable } => {
-                let text = summary_text(&totals, elapsed, &self.failed, unstable);
+                let soak = self.soak.summary();
+                let text = summary_text(&totals, elapsed, &self.failed, unstable, soak.as_deref());
                 self.emit(&text)
             }
         }
@@ -291,8 +300,8 @@ finished in 1.23 s (passed includes 1 xfail, failed includes 1 xpass)
     fn unstable_cases_are_listed() {
         let u = [Unstable { id: "connect::v4_basic".into(), verdicts: vec![Kind::Pass, Kind::Fail, Kind::Pass] }];
         let t = Totals { pass: 2, fail: 1, ..Totals::default() };
-        let text = summary_text(&t, Duration::from_secs(2), &[], &u);
-        assert!(text.contains("verdict changed between iterations:\n    connect::v4_basic: pass, fail, pass\n"), "{text}");
+        let text = summary_text(&t, Duration::from_secs(2), &[], &u, Some("soak: 3 iteration(s) of 1 case(s): 0 stable (none), 1 changed verdict"));
+        assert!(text.contains("verdict changed between iterations:\n    connect::v4_basic: pass 2, fail 1 of 3 (fail: iteration 2)\n"), "{text}");
         assert!(text.ends_with("2 passed, 1 failed, 0 skipped\n"));
     }
 

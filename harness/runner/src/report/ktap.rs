@@ -26,7 +26,7 @@
 
 use std::io::{self, Write};
 
-use super::event::{Event, Kind, Reporter, Totals, XPASS_MESSAGE, headline, one_line, trial_name};
+use super::event::{Event, Kind, Reporter, Soak, Totals, XPASS_MESSAGE, headline, one_line, trial_name};
 use crate::case::CaseResult;
 
 /// The program name results are prefixed with, as the MPTCP selftests prefix theirs.
@@ -38,12 +38,13 @@ pub struct Ktap<W: Write> {
     out: W,
     n: usize,
     trailing_plan: bool,
+    soak: Soak,
 }
 
 impl<W: Write> Ktap<W> {
     /// KTAP on `out`.
     pub fn new(out: W) -> Self {
-        Ktap { out, n: 0, trailing_plan: false }
+        Ktap { out, n: 0, trailing_plan: false, soak: Soak::default() }
     }
 
     fn emit(&mut self, text: &str) -> io::Result<()> {
@@ -111,14 +112,17 @@ impl<W: Write> Reporter for Ktap<W> {
             Event::CaseStarted { .. } => Ok(()),
             Event::CaseFinished { result, iteration } => {
                 self.n += 1;
+                self.soak.record(&result.id, iteration, Kind::of(&result.verdict));
                 let text = result_lines(self.n, result, iteration);
                 self.emit(&text)
             }
             Event::RunFinished { totals, elapsed, unstable } => {
                 let mut text = String::new();
+                if let Some(s) = self.soak.summary() {
+                    text.push_str(&format!("# {s}\n"));
+                }
                 for u in unstable {
-                    let seq: Vec<&str> = u.verdicts.iter().map(|k| k.as_str()).collect();
-                    text.push_str(&format!("# verdict changed between iterations: {}: {}\n", u.id, seq.join(", ")));
+                    text.push_str(&format!("# verdict changed between iterations: {}: {}\n", u.id, u.summary()));
                 }
                 if self.trailing_plan {
                     text.push_str(&format!("1..{}\n", self.n));
@@ -388,7 +392,7 @@ ok 4 - mptcp-conformance: connect::known # XFAIL issue #42 (https://x.invalid/42
 not ok 5 - mptcp-conformance: connect::stale # time=12ms
 # marked xfail but passed: remove the xfail marker
 ok 6 - mptcp-conformance: odd::name _1 # time=12ms
-# verdict changed between iterations: connect::v4_basic: pass, fail
+# verdict changed between iterations: connect::v4_basic: pass 1, fail 1 of 2 (fail: iteration 2)
 # mptcp-conformance: finished in 1.50 s
 # Totals: pass:2 fail:1 xfail:1 xpass:1 skip:1 error:0
 "
@@ -431,7 +435,7 @@ ok 6 - mptcp-conformance: odd::name _1 # time=12ms
     fn until_fail_puts_the_plan_last() {
         let out = run(&[pass()], Repeat { times: None, until_fail: true });
         assert_eq!(out.lines().nth(1), Some("# mptcp-conformance: 1 case(s), 2 at a time"), "no plan up front");
-        assert!(out.contains("ok 1 - mptcp-conformance: connect::v4_basic # time=12ms\n# verdict changed between iterations: connect::v4_basic: pass, fail\n1..1\n"), "{out}");
+        assert!(out.contains("ok 1 - mptcp-conformance: connect::v4_basic # time=12ms\n# verdict changed between iterations: connect::v4_basic: pass 1, fail 1 of 2 (fail: iteration 2)\n1..1\n"), "{out}");
     }
 
     #[test]
