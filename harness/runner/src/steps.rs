@@ -55,6 +55,8 @@ pub struct StepFailure {
     pub command: String,
     /// Expected vs observed, in words.
     pub detail: String,
+    /// Not a failure: the step cannot run on this kernel (a check reported `SKIP: reason`).
+    pub skip: bool,
 }
 
 impl std::fmt::Display for StepFailure {
@@ -82,14 +84,14 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 });
                 let want = counters.iter().map(|(n, w)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
                 if ok.is_err() {
-                    return Err(StepFailure { at: at.clone(), host: host.clone(), command: format!("wait_counter {want}"), detail: format!("not reached within {:?}; last seen: {last}", crate::env::scaled(*timeout, *concurrency)) });
+                    return Err(StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("wait_counter {want}"), detail: format!("not reached within {:?}; last seen: {last}", crate::env::scaled(*timeout, *concurrency)) });
                 }
                 log.push(format!("{at} {host}: counters reached: {last}"));
             }
             Step::WaitInfo { at, conn, side, fields, timeout } => {
                 let fd = conns.get(conn).and_then(|(c, s)| if side == "client" { c.clone() } else { s.clone() });
                 let Some(fd) = fd else {
-                    return Err(StepFailure { at: at.clone(), host: side.clone(), command: format!("wait_info {conn} {side}"), detail: format!("connection {conn} has no open {side} socket") });
+                    return Err(StepFailure { skip: false, at: at.clone(), host: side.clone(), command: format!("wait_info {conn} {side}"), detail: format!("connection {conn} has no open {side} socket") });
                 };
                 let deadline = Deadline::after(crate::env::scaled(*timeout, *concurrency));
                 let mut last = String::new();
@@ -117,19 +119,20 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 });
                 let want = fields.iter().map(|(n, w)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
                 if let Some(f) = missing {
-                    return Err(StepFailure { at: at.clone(), host: format!("{conn} {side}"), command: format!("wait_info {want}"), detail: format!("this kernel's mptcp_info has no field {f} (struct is {} bytes)", last.len()) });
+                    return Err(StepFailure { skip: false, at: at.clone(), host: format!("{conn} {side}"), command: format!("wait_info {want}"), detail: format!("this kernel's mptcp_info has no field {f} (struct is {} bytes)", last.len()) });
                 }
                 if ok.is_err() {
-                    return Err(StepFailure { at: at.clone(), host: format!("{conn} {side}"), command: format!("wait_info {want}"), detail: format!("not reached within {:?}; mptcp_info: {last}", crate::env::scaled(*timeout, *concurrency)) });
+                    return Err(StepFailure { skip: false, at: at.clone(), host: format!("{conn} {side}"), command: format!("wait_info {want}"), detail: format!("not reached within {:?}; mptcp_info: {last}", crate::env::scaled(*timeout, *concurrency)) });
                 }
                 log.push(format!("{at} {conn} {side}: mptcp_info {want}"));
             }
             Step::Nft { at, host, rules } => {
-                crate::nft::load(&topo.host(host).ns, rules).map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: "nft -f -".into(), detail: e })?;
+                crate::nft::load(&topo.host(host).ns, rules).map_err(|e| StepFailure { skip: false, at: at.clone(), host: host.clone(), command: "nft -f -".into(), detail: e })?;
                 log.push(format!("{at} {host}: nft rules loaded"));
             }
             Step::Link { at, host, dev, up } => {
                 crate::topology::set_link(topo.host(host), dev, *up).map_err(|e| StepFailure {
+                    skip: false,
                     at: at.clone(),
                     host: host.clone(),
                     command: format!("ip link set {dev} {}", if *up { "up" } else { "down" }),
@@ -138,36 +141,36 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 log.push(format!("{at} {host}: ip link set {dev} {}", if *up { "up" } else { "down" }));
             }
             Step::Listen { at, host, addr, proto } => {
-                let addr = sockaddr(addr, vars).map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: format!("listen {addr}"), detail: e })?;
+                let addr = sockaddr(addr, vars).map_err(|e| StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("listen {addr}"), detail: e })?;
                 let l = crate::traffic::listener(&topo.host(host).ns, host, addr.ip(), addr.port(), *proto)
-                    .map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: format!("listen {addr}"), detail: e.to_string() })?;
+                    .map_err(|e| StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("listen {addr}"), detail: e.to_string() })?;
                 listeners.push(l);
                 log.push(format!("{at} {host}: listening on {addr}"));
             }
             Step::CloseListener { at, host, addr } => {
-                let want = sockaddr(addr, vars).map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: format!("close listener {addr}"), detail: e })?;
+                let want = sockaddr(addr, vars).map_err(|e| StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("close listener {addr}"), detail: e })?;
                 let before_len = listeners.len();
                 listeners.retain(|l| l.local_addr().ok().and_then(|a| a.as_socket()).map(|a| (a.ip().to_canonical(), a.port())) != Some((want.ip().to_canonical(), want.port())));
                 if listeners.len() == before_len {
-                    return Err(StepFailure { at: at.clone(), host: host.clone(), command: format!("close listener {want}"), detail: "no listener of a `listen` step has that address".into() });
+                    return Err(StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("close listener {want}"), detail: "no listener of a `listen` step has that address".into() });
                 }
                 log.push(format!("{at} {host}: closed listener {want}"));
             }
             Step::Sysctl { at, host, values } => {
                 crate::sysctl::write_all(&topo.host(host).ns, values)
-                    .map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: "sysctl".into(), detail: e.to_string() })?;
+                    .map_err(|e| StepFailure { skip: false, at: at.clone(), host: host.clone(), command: "sysctl".into(), detail: e.to_string() })?;
                 log.push(format!("{at} {host}: sysctl {}", values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")));
             }
             Step::Check { at, host, name, args } => {
                 let cctx = crate::checks::CheckCtx { host: topo.host(host), args, deadline: Deadline::after(crate::env::scaled(std::time::Duration::from_secs(30), *concurrency)) };
                 if let Err(problems) = crate::checks::run(name, &cctx) {
-                    return Err(StepFailure { at: at.clone(), host: host.clone(), command: format!("check {name}"), detail: format!("\n      {}", problems.join("\n      ")) });
+                    return Err(StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("check {name}"), detail: format!("\n      {}", problems.join("\n      ")) });
                 }
                 log.push(format!("{at} {host}: check {name} passed"));
             }
             Step::WaitEvent { at, host, event, capture, timeout } => {
                 let Some(rec) = recorders.get(host) else {
-                    return Err(StepFailure { at: at.clone(), host: host.clone(), command: "wait_event".into(), detail: "no event recorder for this host".into() });
+                    return Err(StepFailure { skip: false, at: at.clone(), host: host.clone(), command: "wait_event".into(), detail: "no event recorder for this host".into() });
                 };
                 let from = seen.get(host).copied().unwrap_or(0);
                 let deadline = Deadline::after(crate::env::scaled(*timeout, *concurrency));
@@ -187,7 +190,7 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                                     vars.insert(var.clone(), v);
                                 }
                                 None => {
-                                    return Err(StepFailure { at: at.clone(), host: host.clone(), command: format!("capture {attr}"), detail: format!("the matched event has no {attr}: {ev}") });
+                                    return Err(StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("capture {attr}"), detail: format!("the matched event has no {attr}: {ev}") });
                                 }
                             }
                         }
@@ -195,6 +198,7 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                     }
                     None => {
                         return Err(StepFailure {
+                    skip: false,
                             at: at.clone(),
                             host: host.clone(),
                             command: format!("wait_event {}", substitute(event, vars)),
@@ -218,11 +222,11 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 let key = if *unprivileged { format!("{host} (unprivileged)") } else { host.clone() };
                 if !clients.contains_key(&key) {
                     let c = PmClient::open_with(&h.ns, host, *unprivileged)
-                        .map_err(|e| StepFailure { at: at.clone(), host: host.clone(), command: "open the PM client".into(), detail: e.to_string() })?;
+                        .map_err(|e| StepFailure { skip: false, at: at.clone(), host: host.clone(), command: "open the PM client".into(), detail: e.to_string() })?;
                     clients.insert(key.clone(), c);
                 }
                 let client = &clients[&key];
-                let fail = |command: String, detail: String| StepFailure { at: at.clone(), host: host.clone(), command, detail };
+                let fail = |command: String, detail: String| StepFailure { skip: false, at: at.clone(), host: host.clone(), command, detail };
                 let req = request(cmd, h, vars).map_err(|d| fail(format!("{cmd:?}"), d))?;
                 let command = describe(&req);
                 log.push(format!("{at} {host}: {command}"));
