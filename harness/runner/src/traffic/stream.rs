@@ -105,7 +105,7 @@ impl Pipe {
 }
 
 fn splice(from: &impl AsRawFd, from_off: Option<&mut i64>, to: &impl AsRawFd, len: usize) -> io::Result<usize> {
-    let off = from_off.map_or(std::ptr::null_mut(), |o| std::ptr::from_mut(o));
+    let off = from_off.map_or(std::ptr::null_mut(), std::ptr::from_mut);
     // SAFETY: both descriptors are open; `off` is null or points to a live i64.
     let r = unsafe {
         libc::splice(from.as_raw_fd(), off, to.as_raw_fd(), std::ptr::null_mut(), len, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
@@ -427,7 +427,7 @@ impl Stream {
                 return Ok(self.done);
             }
             let pending = self.taken < limit || self.out_off < self.out_len || self.in_pipe() > 0;
-            let mut want_out = !self.shut && pending && !(self.recv_first && !self.eof);
+            let mut want_out = !self.shut && pending && (self.eof || !self.recv_first);
             let mut wake = deadline;
             if let Some((chunk, interval)) = self.pace
                 && want_out
