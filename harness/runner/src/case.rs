@@ -395,6 +395,12 @@ fn setup_hosts(case: &Case, topo: &Topology) -> Result<(), String> {
             sysctls.push(("net.mptcp.pm_type".into(), v.into()));
         }
         sysctl::write_all(&host.ns, &sysctls).map_err(|e| format!("{name}: {e}"))?;
+        if let Some(rules) = &setup.nft {
+            crate::nft::load(&host.ns, rules).map_err(|e| format!("{name}: {e}"))?;
+        }
+        for cmd in &setup.tc {
+            crate::tc::run(&host.ns, name, cmd)?;
+        }
         pm::apply(host, setup).map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(())

@@ -35,6 +35,7 @@ pub mod report;
 pub mod sockopt;
 pub mod steps;
 pub mod sysctl;
+pub mod tc;
 pub mod topology;
 pub mod traffic;
 pub mod vm;

@@ -147,6 +147,10 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 listeners.push(l);
                 log.push(format!("{at} {host}: listening on {addr}"));
             }
+            Step::Tc { at, host, cmd } => {
+                crate::tc::run(&topo.host(host).ns, host, cmd).map_err(|e| StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("tc {cmd}"), detail: e })?;
+                log.push(format!("{at} {host}: tc {cmd}"));
+            }
             Step::CloseListener { at, host, addr } => {
                 let want = sockaddr(addr, vars).map_err(|e| StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("close listener {addr}"), detail: e })?;
                 let before_len = listeners.len();

@@ -58,6 +58,9 @@ mod raw {
         pub limits: Option<Limits>,
         #[serde(default)]
         pub endpoints: Vec<Endpoint>,
+        pub nft: Option<String>,
+        #[serde(default)]
+        pub tc: Vec<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -267,6 +270,11 @@ pub struct HostSetup {
     pub limits: Option<Limits>,
     /// Endpoints, added in order.
     pub endpoints: Vec<Endpoint>,
+    /// An nftables ruleset loaded before traffic (`nft -f -`).
+    pub nft: Option<String>,
+    /// `tc` commands run before traffic (e.g. `qdisc add dev ns1eth1 root netem delay 1ms`),
+    /// each verified by reading the qdiscs back.
+    pub tc: Vec<String>,
 }
 
 /// Socket protocol of one side of a connection.
@@ -574,6 +582,20 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 errs.push(src.error(ep.key("dev"), format!("host {name:?} has no interface {dev:?}")));
             }
             setup.endpoints.push(Endpoint { addr, id: e.id, flags: e.flags.clone(), port: e.port, dev: e.dev.clone() });
+        }
+        setup.nft = h.nft.clone();
+        for (i, cmd) in h.tc.iter().enumerate() {
+            let words: Vec<&str> = cmd.split_whitespace().collect();
+            if !matches!(words.first(), Some(&"qdisc") | Some(&"filter") | Some(&"action")) {
+                errs.push(src.error(hp.key("tc").index(i), format!("expected a tc command starting with qdisc, filter or action, found {cmd:?}")));
+            }
+            if let Some(d) = words.iter().position(|w| *w == "dev").and_then(|p| words.get(p + 1))
+                && !topology.interfaces(name).any(|i| i.ifname == *d)
+                && *d != "lo"
+            {
+                errs.push(src.error(hp.key("tc").index(i), format!("host {name:?} has no interface {d:?}")));
+            }
+            setup.tc.push(cmd.clone());
         }
         hosts.insert(name.clone(), setup);
     }

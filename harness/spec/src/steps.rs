@@ -68,6 +68,7 @@ pub(crate) mod raw {
         pub proto: Option<String>,
         pub capture: Option<BTreeMap<String, String>>,
         pub close_listener: Option<String>,
+        pub tc: Option<String>,
         pub timeout: Option<crate::units::IntOrString>,
     }
 
@@ -344,6 +345,15 @@ pub enum Step {
         /// Protocol.
         proto: crate::case::Proto,
     },
+    /// Runs a `tc` command in a host (impairments as timeline actions), verified by readback.
+    Tc {
+        /// Where it sits in the file.
+        at: String,
+        /// Host.
+        host: String,
+        /// The command after `tc`.
+        cmd: String,
+    },
     /// Closes a listener opened by a `listen` step.
     CloseListener {
         /// Where it sits in the file.
@@ -438,6 +448,7 @@ fn validate_step(
         s.link.is_some(),
         s.listen.is_some(),
         s.close_listener.is_some(),
+        s.tc.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() > 1 {
         errs.push(src.error(at.clone(), "a step does one thing: `pm`, `wait_event`, `wait_counter`, `wait_info`, `sysctl`, `check`, `nft`, `link` or `listen`"));
@@ -461,6 +472,10 @@ fn validate_step(
             }
         };
         return Some(Step::Link { at: at.to_string(), host, dev: l.dev.clone(), up });
+    }
+    if let Some(cmd) = &s.tc {
+        let host = host_of(errs)?;
+        return Some(Step::Tc { at: at.to_string(), host, cmd: cmd.clone() });
     }
     if let Some(l) = &s.close_listener {
         let host = host_of(errs)?;
