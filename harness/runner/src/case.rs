@@ -179,20 +179,23 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     phases.push(("topology", t0.elapsed()));
     let kernel_log = crate::kmsg::Watch::start();
     let capture = crate::pcap::Capture::start(&topo);
-    if let Err(e) = setup_hosts(case, &topo) {
-        let _ = writeln!(report, "host setup failed: {e}");
-        return finish(case, ctx, topo, Verdict::Fail, report);
-    }
-
     // Event recorders join each host's mptcp_pm_events group before anything happens.
     let mut recorders = BTreeMap::new();
     for (name, host) in &topo.hosts {
+        if case.hosts.get(name).is_some_and(|h| !h.record_events) {
+            continue;
+        }
         match EventRecorder::start(&host.ns, name) {
             Ok(r) => {
                 recorders.insert(name.clone(), r);
             }
             Err(e) => return finish(case, ctx, topo, Verdict::Fail, format!("{e}\n")),
         }
+    }
+
+    if let Err(e) = setup_hosts(case, &topo) {
+        let _ = writeln!(report, "host setup failed: {e}");
+        return finish(case, ctx, topo, Verdict::Fail, report);
     }
 
     let before = match snapshots(&topo) {

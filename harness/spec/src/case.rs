@@ -61,6 +61,7 @@ mod raw {
         pub nft: Option<String>,
         #[serde(default)]
         pub tc: Vec<String>,
+        pub record_events: Option<bool>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -260,7 +261,7 @@ pub struct Endpoint {
 }
 
 /// Per-host setup, applied after the topology is built and before traffic.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostSetup {
     /// Sysctls (after the topology's).
     pub sysctls: Vec<(String, String)>,
@@ -275,6 +276,10 @@ pub struct HostSetup {
     /// `tc` commands run before traffic (e.g. `qdisc add dev ns1eth1 root netem delay 1ms`),
     /// each verified by reading the qdiscs back.
     pub tc: Vec<String>,
+    /// Whether the harness subscribes to the host's `mptcp_pm_events` (default true). The
+    /// kernel treats any subscriber as a userspace path-manager daemon, so cases about a
+    /// userspace PM *without* a daemon turn it off.
+    pub record_events: bool,
 }
 
 /// Socket protocol of one side of a connection.
@@ -544,7 +549,15 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
     for (name, h) in &raw.hosts {
         let hp = root.key("hosts").key(name);
         host_check(name, hp.clone(), errs);
-        let mut setup = HostSetup::default();
+        let mut setup = HostSetup {
+            sysctls: Vec::new(),
+            pm_type: None,
+            limits: None,
+            endpoints: Vec::new(),
+            nft: None,
+            tc: Vec::new(),
+            record_events: true,
+        };
         for (k, v) in &h.sysctls {
             check_sysctl_name(k, &hp.key("sysctls").key(k), src, errs);
             setup.sysctls.push((k.clone(), v.0.clone()));
@@ -584,6 +597,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             setup.endpoints.push(Endpoint { addr, id: e.id, flags: e.flags.clone(), port: e.port, dev: e.dev.clone() });
         }
         setup.nft = h.nft.clone();
+        setup.record_events = h.record_events.unwrap_or(true);
         for (i, cmd) in h.tc.iter().enumerate() {
             let words: Vec<&str> = cmd.split_whitespace().collect();
             if !matches!(words.first(), Some(&"qdisc") | Some(&"filter") | Some(&"action")) {
@@ -828,6 +842,12 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         }
     }
 
+    for (name, h) in &hosts {
+        let silent = !h.record_events;
+        if silent && expect.get(name).is_some_and(|e| !e.events.is_empty()) {
+            errs.push(src.error(root.key("expect").key(name), format!("host {name:?} has record_events = false: it has no event log to check")));
+        }
+    }
     let steps = crate::steps::validate_steps(&raw.steps, &root.key("steps"), &topology, &[], src, errs);
     if raw.connections.is_empty() && raw.steps.is_empty() {
         errs.push(src.error(root.clone(), "a case needs `connections`, `steps`, or both"));
