@@ -13,10 +13,11 @@ pkgs=(
   busybox-static    # virtme's guest init needs a static busybox
   udev              # device nodes in the guest
   kmod              # modprobe in the guest (sch_netem and friends as modules)
-  dpkg-dev          # not strictly needed: dpkg -x comes with dpkg; kept for dpkg-deb tools
+  file              # vng reads the kernel version of an image with file(1)
   python3-pip       # pip for virtme-ng when no other pip is present
-  zstd              # Debian >= trixie kernel modules are .ko.xz/.ko.zst; data.tar.zst in .debs
+  zstd              # newer kernel .debs are data.tar.zst; modules are .ko.xz
   xz-utils
+  debian-archive-keyring  # ci/fetch-kernels verifies the Debian archive (Ubuntu runners too)
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -24,8 +25,11 @@ for p in "${pkgs[@]}"; do
 done
 if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  log="$(mktemp)"
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; exit 1
+  fi
+  rm -f "$log"
 fi
 
 have_vng() {

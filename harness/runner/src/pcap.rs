@@ -298,7 +298,23 @@ fn capture(fds: Vec<OwnedFd>, stop: OwnedFd, snaplen: u32, mut ring: Ring) -> Co
         }
     }
     let kernel_drops = fds.iter().map(|f| packet_drops(f.as_raw_fd())).sum();
+    close_in_background(fds);
     Collected { ring, kernel_drops, error }
+}
+
+/// Closes packet sockets off the case's path: closing one waits for an RCU grace period
+/// (`synchronize_net()` in `packet_release`, ~10 ms each here), so they are closed together,
+/// one short-lived thread each, by a detached thread. A process that exits first has them
+/// closed by the kernel.
+fn close_in_background(fds: Vec<OwnedFd>) {
+    // A failed spawn drops its closure, so that fd is closed right here instead.
+    let _ = std::thread::Builder::new().name("pcap-close".into()).spawn(move || {
+        std::thread::scope(|s| {
+            for fd in fds {
+                let _ = std::thread::Builder::new().spawn_scoped(s, move || drop(fd));
+            }
+        });
+    });
 }
 
 /// Reads every pending packet of one socket.

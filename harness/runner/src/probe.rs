@@ -33,27 +33,31 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mptcp_spec::Case;
-use mptcp_spec::steps::{PmCommand, Step};
 use mptcp_wire::event::EventKind;
 use mptcp_wire::genl::{PolicyDump, get_policy_request};
 use mptcp_wire::mptcp_info::{MPTCP_FULL_INFO, MPTCP_INFO, MPTCP_SUBFLOW_ADDRS, MPTCP_TCPINFO, MptcpInfo, SOL_MPTCP};
-use mptcp_wire::nl::{self, AttrWriter, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NlMessage, NlMsgHdr};
+use mptcp_wire::nl::{AttrWriter, NLM_F_DUMP};
 use mptcp_wire::pm::{self as wpm, Endpoint, EndpointFlags, MPTCP_PM_EV_GRP_NAME, MPTCP_PM_NAME};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::case::CaseResult;
-use crate::case::Verdict;
 use crate::events::EventRecorder;
 use crate::genl::NlSocket;
 use crate::mib::MibReader;
 use crate::netns::Netns;
 use crate::pm::PmClient;
 use crate::wait::Deadline;
+use netlink::{RawNl, nl_socket};
+
+mod needs;
+mod netlink;
+mod strict;
+mod tc;
+
+pub use needs::{info_field, needs, pm_command_name, skip_reason};
+pub use strict::{Strictness, parse_allow_list};
 
 /// One probed capability.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,8 +166,17 @@ impl Capabilities {
         if let Some(counter) = name.strip_prefix("counter:") {
             return (!self.has_counter(counter)).then(|| "the kernel does not expose this counter".to_owned());
         }
+        // A capability the probe could not get to: its missing parent says why (`pm:cmd:x`
+        // when `pm` is missing, `mptcp_info:x` when `mptcp_info` is).
+        let mut parent = name;
+        while let Some((p, _)) = parent.rsplit_once(':') {
+            parent = p;
+            if let Some(c) = self.get(parent).filter(|c| !c.present) {
+                return Some(format!("needs {parent}, which is missing: {}", c.detail));
+            }
+        }
         if let Some(sysctl) = name.strip_prefix("sysctl:") {
-            return Some(format!("{} is not a net.mptcp sysctl the probe looked for", sysctl));
+            return Some(format!("{sysctl} is not a net.mptcp sysctl the probe looked for"));
         }
         Some("not a capability this harness probes (see `mptcp-conformance probe`)".to_owned())
     }
@@ -308,7 +321,7 @@ fn probe_in_namespace(caps: &mut Capabilities, ns: &Netns) {
         }
     };
     if let Some(rt) = &mut rt
-        && let Err(e) = rt.request(RTM_NEWLINK, 0, &ifinfomsg(LO, IFF_UP, IFF_UP))
+        && let Err(e) = rt.request(tc::RTM_NEWLINK, 0, &tc::ifinfomsg(tc::LO, tc::IFF_UP, tc::IFF_UP))
     {
         caps.push("rtnetlink", false, format!("ip link set lo up: {e}"));
     }
@@ -318,8 +331,13 @@ fn probe_in_namespace(caps: &mut Capabilities, ns: &Netns) {
         probe_sockets(caps, ns);
     }
     caps.list.extend(counter_caps);
-    if let Some(rt) = &mut rt {
-        probe_tc(caps, rt);
+    match &mut rt {
+        Some(rt) => tc::probe_tc(caps, rt),
+        None => {
+            for n in tc::CAPABILITIES {
+                caps.push(n, false, "no rtnetlink socket to probe it with");
+            }
+        }
     }
 }
 
@@ -628,584 +646,13 @@ fn probe_nft(ns: &Netns) -> Vec<(String, bool, String)> {
     }
 }
 
-// ---- rtnetlink: qdiscs, actions, classifier -------------------------------------------------
-
-const RTM_NEWLINK: u16 = 16;
-const RTM_NEWQDISC: u16 = 36;
-const RTM_DELQDISC: u16 = 37;
-const RTM_GETQDISC: u16 = 38;
-const RTM_NEWTFILTER: u16 = 44;
-const RTM_GETTFILTER: u16 = 46;
-const RTM_NEWACTION: u16 = 48;
-const RTM_GETACTION: u16 = 50;
-const TCA_KIND: u16 = 1;
-const TCA_OPTIONS: u16 = 2;
-const TCA_ACT_TAB: u16 = 1;
-const TCA_ACT_KIND: u16 = 1;
-const TCA_ACT_OPTIONS: u16 = 2;
-const TC_H_ROOT: u32 = 0xFFFF_FFFF;
-const TC_H_CLSACT: u32 = 0xFFFF_FFF1;
-const TC_H_INGRESS_OF_CLSACT: u32 = 0xFFFF_FFF2;
-const TC_ACT_PIPE: i32 = 3;
-const LO: i32 = 1;
-const IFF_UP: u32 = 1;
-
-fn ifinfomsg(index: i32, flags: u32, change: u32) -> Vec<u8> {
-    let mut b = vec![0u8; 16];
-    b[4..8].copy_from_slice(&index.to_ne_bytes());
-    b[8..12].copy_from_slice(&flags.to_ne_bytes());
-    b[12..16].copy_from_slice(&change.to_ne_bytes());
-    b
-}
-
-/// `struct tcmsg`.
-fn tcmsg(ifindex: i32, handle: u32, parent: u32, info: u32) -> [u8; 20] {
-    let mut b = [0u8; 20];
-    b[4..8].copy_from_slice(&ifindex.to_ne_bytes());
-    b[8..12].copy_from_slice(&handle.to_ne_bytes());
-    b[12..16].copy_from_slice(&parent.to_ne_bytes());
-    b[16..20].copy_from_slice(&info.to_ne_bytes());
-    b
-}
-
-/// `TCA_KIND` values of the tc messages in a dump (after a `tcmsg` / `tcamsg` header).
-fn kinds_in(msgs: &[nl::DataMessage], header: usize) -> Vec<String> {
-    fn walk(attrs: nl::Attrs<'_>, out: &mut Vec<String>, depth: usize) {
-        for a in attrs.flatten() {
-            if a.attr_type == TCA_KIND
-                && let Ok(s) = a.as_str()
-            {
-                out.push(s.to_owned());
-            } else if depth < 3 {
-                walk(a.nested(), out, depth + 1);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for m in msgs {
-        if let Some(rest) = m.payload.get(header..) {
-            walk(nl::Attrs::new(rest), &mut out, 0);
-        }
-    }
-    out
-}
-
-fn probe_tc(caps: &mut Capabilities, rt: &mut RawNl) {
-    // Qdiscs on lo's root, each removed after it was read back (clsact stays for the filter).
-    let qdisc = |rt: &mut RawNl, kind: &str, handle: u32, parent: u32, options: Option<Vec<u8>>| -> (bool, String) {
-        let mut w = AttrWriter::with_header(&tcmsg(LO, handle, parent, 0));
-        w.put_str(TCA_KIND, kind);
-        if let Some(o) = &options {
-            w.put(TCA_OPTIONS, o);
-        }
-        if let Err(e) = rt.request(RTM_NEWQDISC, NLM_F_CREATE | NLM_F_EXCL, w.as_bytes()) {
-            return (false, format!("tc qdisc add dev lo ... {kind}: {e}"));
-        }
-        match rt.request(RTM_GETQDISC, NLM_F_DUMP, &tcmsg(LO, 0, 0, 0)) {
-            Ok(msgs) if kinds_in(&msgs, 20).iter().any(|k| k == kind) => (true, "added on lo and dumped back".into()),
-            Ok(_) => (false, format!("added, but `tc qdisc show dev lo` does not list {kind}")),
-            Err(e) => (false, format!("dumping qdiscs failed: {e}")),
-        }
-    };
-    let delete_root = |rt: &mut RawNl| {
-        let _ = rt.request(RTM_DELQDISC, 0, &tcmsg(LO, 0x1_0000, TC_H_ROOT, 0));
-    };
-    // netem: struct tc_netem_qopt { latency, limit, loss, gap, duplicate, jitter }.
-    let mut netem = vec![0u8; 24];
-    netem[4..8].copy_from_slice(&1000u32.to_ne_bytes());
-    let (p, d) = qdisc(rt, "netem", 0x1_0000, TC_H_ROOT, Some(netem));
-    caps.push("qdisc:netem", p, d);
-    delete_root(rt);
-    // tbf: TCA_TBF_PARMS (struct tc_tbf_qopt: rate, peakrate, limit, buffer, mtu) and a burst
-    // above lo's MTU (a smaller one makes the kernel warn in its log).
-    let mut parms = [0u8; 36];
-    parms[1] = 1; // rate.linklayer = TC_LINKLAYER_ETHERNET: no rate table needed
-    parms[8..12].copy_from_slice(&125_000u32.to_ne_bytes()); // rate: 1 Mbit/s
-    parms[24..28].copy_from_slice(&200_000u32.to_ne_bytes()); // limit
-    let mut tbf = AttrWriter::new();
-    tbf.put(1, &parms).put_u32(6, 200_000); // TCA_TBF_PARMS, TCA_TBF_BURST
-    let (p, d) = qdisc(rt, "tbf", 0x1_0000, TC_H_ROOT, Some(tbf.as_bytes().to_vec()));
-    caps.push("qdisc:tbf", p, d);
-    delete_root(rt);
-    // htb: TCA_HTB_INIT (struct tc_htb_glob: version 3, rate2quantum 10, defcls, debug, direct_pkts).
-    let mut glob = [0u8; 20];
-    glob[0..4].copy_from_slice(&3u32.to_ne_bytes());
-    glob[4..8].copy_from_slice(&10u32.to_ne_bytes());
-    let mut htb = AttrWriter::new();
-    htb.put(2, &glob);
-    let (p, d) = qdisc(rt, "htb", 0x1_0000, TC_H_ROOT, Some(htb.as_bytes().to_vec()));
-    caps.push("qdisc:htb", p, d);
-    delete_root(rt);
-    let (clsact, d) = qdisc(rt, "clsact", 0xFFFF_0000, TC_H_CLSACT, None);
-    caps.push("qdisc:clsact", clsact, d);
-
-    // The fw classifier on clsact's ingress (no options: the kernel accepts an empty old-style
-    // fw filter).
-    if clsact {
-        let info = (1u32 << 16) | u32::from((libc::ETH_P_ALL as u16).to_be());
-        let mut w = AttrWriter::with_header(&tcmsg(LO, 0, TC_H_INGRESS_OF_CLSACT, info));
-        w.put_str(TCA_KIND, "fw");
-        let r = match rt.request(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL, w.as_bytes()) {
-            Err(e) => (false, format!("tc filter add dev lo ingress ... fw: {e}")),
-            Ok(_) => match rt.request(RTM_GETTFILTER, NLM_F_DUMP, &tcmsg(LO, 0, TC_H_INGRESS_OF_CLSACT, 0)) {
-                Ok(msgs) if kinds_in(&msgs, 20).iter().any(|k| k == "fw") => (true, "added on clsact ingress and dumped back".into()),
-                Ok(_) => (false, "added, but the filter dump does not list fw".into()),
-                Err(e) => (false, format!("dumping filters failed: {e}")),
-            },
-        };
-        caps.push("tc:fw", r.0, r.1);
-    } else {
-        caps.push("tc:fw", false, "no clsact qdisc to attach a filter to");
-    }
-
-    // Actions: struct tc_gen { index, capab, action, refcnt, bindcnt } first in each.
-    let mut gen_ = [0u8; 20];
-    gen_[8..12].copy_from_slice(&TC_ACT_PIPE.to_ne_bytes());
-    // csum: TCA_CSUM_PARMS (struct tc_csum: tc_gen, update_flags = TCP).
-    let mut csum = gen_.to_vec();
-    csum.extend_from_slice(&8u32.to_ne_bytes());
-    let r = action(rt, "csum", 1, &csum);
-    caps.push("tc:csum", r.0, r.1);
-    // pedit: TCA_PEDIT_PARMS (struct tc_pedit_sel: tc_gen, nkeys 1, flags, pad, then one
-    // struct tc_pedit_key { mask, val, off, at, offmask, shift } that keeps every bit).
-    let mut pedit = gen_.to_vec();
-    pedit.extend_from_slice(&[1, 0, 0, 0]);
-    let mut key = [0u8; 24];
-    key[0..4].copy_from_slice(&u32::MAX.to_ne_bytes());
-    pedit.extend_from_slice(&key);
-    let r = action(rt, "pedit", 2, &pedit);
-    caps.push("tc:pedit", r.0, r.1);
-}
-
-/// `tc actions add action <kind> ...` then `tc actions list action <kind>`.
-fn action(rt: &mut RawNl, kind: &str, parms_attr: u16, parms: &[u8]) -> (bool, String) {
-    let mut w = AttrWriter::with_header(&[0u8; 4]); // struct tcamsg
-    let tab = w.begin_nested(TCA_ACT_TAB);
-    let one = w.begin_nested(1);
-    w.put_str(TCA_ACT_KIND, kind);
-    let opts = w.begin_nested(TCA_ACT_OPTIONS);
-    w.put(parms_attr, parms);
-    w.end_nested(opts);
-    w.end_nested(one);
-    w.end_nested(tab);
-    if let Err(e) = rt.request(RTM_NEWACTION, NLM_F_CREATE | NLM_F_EXCL, w.as_bytes()) {
-        return (false, format!("tc actions add action {kind}: {e}"));
-    }
-    let mut q = AttrWriter::with_header(&[0u8; 4]);
-    let tab = q.begin_nested(TCA_ACT_TAB);
-    let one = q.begin_nested(1);
-    q.put_str(TCA_ACT_KIND, kind);
-    q.end_nested(one);
-    q.end_nested(tab);
-    match rt.request(RTM_GETACTION, NLM_F_DUMP, q.as_bytes()) {
-        Ok(msgs) if kinds_in(&msgs, 4).iter().any(|k| k == kind) => (true, "added and listed back".into()),
-        Ok(_) => (false, format!("added, but `tc actions list action {kind}` does not show it")),
-        Err(e) => (false, format!("listing {kind} actions failed: {e}")),
-    }
-}
-
-// ---- a minimal netlink request/response socket ---------------------------------------------
-
-/// A netlink socket of any protocol, opened inside a namespace.
-fn nl_socket(protocol: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); checked below.
-    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: zeroed sockaddr_nl is valid (nl_pid 0: the kernel).
-    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    sa.nl_family = libc::AF_NETLINK as u16;
-    let len = size_of::<libc::sockaddr_nl>() as u32;
-    // SAFETY: `sa` outlives the call; its size is passed.
-    if unsafe { libc::connect(fd.as_raw_fd(), (&raw const sa).cast(), len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for opt in [nl::NETLINK_EXT_ACK, nl::NETLINK_CAP_ACK] {
-        let one: i32 = 1;
-        // SAFETY: `one` outlives the call; its size is passed.
-        unsafe { libc::setsockopt(fd.as_raw_fd(), nl::SOL_NETLINK, opt, (&raw const one).cast(), 4) };
-    }
-    Ok(fd)
-}
-
-/// A refused netlink request: errno and the extended-ACK text.
-#[derive(Debug)]
-struct Refusal {
-    errno: i32,
-    msg: Option<String>,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", mptcp_spec::errno::describe(self.errno))?;
-        if let Some(m) = &self.msg {
-            write!(f, ": \"{m}\"")?;
-        }
-        Ok(())
-    }
-}
-
-struct RawNl {
-    fd: OwnedFd,
-    seq: u32,
-}
-
-impl RawNl {
-    fn new(fd: OwnedFd) -> RawNl {
-        RawNl { fd, seq: 1 }
-    }
-
-    /// Sends one request (`NLM_F_REQUEST`, plus `NLM_F_ACK` unless a dump) and collects the
-    /// data messages of the answer until the ack or `NLMSG_DONE`; one second at most.
-    fn request(&mut self, msg_type: u16, flags: u16, payload: &[u8]) -> Result<Vec<nl::DataMessage>, Refusal> {
-        self.seq += 1;
-        let seq = self.seq;
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let flags = flags | NLM_F_REQUEST | if dump { 0 } else { NLM_F_ACK };
-        let bytes = NlMsgHdr::new(msg_type, flags, seq).encode_message(payload);
-        let io_err = |e: io::Error| Refusal { errno: e.raw_os_error().unwrap_or(libc::EIO), msg: Some(e.to_string()) };
-        // SAFETY: `bytes` is valid for its length.
-        if unsafe { libc::send(self.fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) } < 0 {
-            return Err(io_err(io::Error::last_os_error()));
-        }
-        let deadline = Deadline::after(Duration::from_secs(1));
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(deadline.poll_timeout_ms(Duration::from_secs(1)))) {
-                Ok(0) if deadline.passed() => return Err(Refusal { errno: libc::ETIMEDOUT, msg: Some("no answer within 1 s".into()) }),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(io_err(e.into())),
-            }
-            // SAFETY: `buf` is valid for its length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) {
-                    continue;
-                }
-                return Err(io_err(e));
-            }
-            let msgs = nl::parse_messages(&buf[..n as usize]).map_err(|e| Refusal { errno: libc::EBADMSG, msg: Some(e.to_string()) })?;
-            for m in msgs {
-                if m.header().seq != seq {
-                    continue;
-                }
-                match m {
-                    NlMessage::Data(d) => out.push(d),
-                    NlMessage::Ack(_) => return Ok(out),
-                    NlMessage::Done(d) if d.errno == 0 => return Ok(out),
-                    NlMessage::Done(d) => return Err(Refusal { errno: d.errno, msg: d.ext_ack.msg }),
-                    NlMessage::Error(e) => return Err(Refusal { errno: e.errno, msg: e.ext_ack.msg }),
-                }
-            }
-        }
-    }
-}
-
-// ---- what a case needs ---------------------------------------------------------------------
-
-/// The capabilities a case needs, each with where it uses it (first use): its `requires`,
-/// every counter it names, the endpoint flags, PM commands and `pm_type` it uses, its
-/// `net.mptcp` sysctls, `mptcp_info` fields of `wait_info` steps, event expectations
-/// (`events`, and `events:listener` for listener events), checks (`diag`, `full_info`,
-/// `tcpinfo`, `subflow_addrs` by name) and nft rules (`nft`, `nft:mptcp`), and `ipv6` when
-/// an address is IPv6.
-pub fn needs(case: &Case) -> BTreeMap<String, String> {
-    let mut n = Needs::default();
-    for r in &case.requires {
-        n.add(r.clone(), "requires");
-    }
-    let topo_v6 = case.topology.links.iter().flat_map(|l| [&l.a, &l.b]).flat_map(|e| &e.addrs).any(|a| a.addr.is_ipv6())
-        || case.topology.hosts.values().flat_map(|h| &h.lo_addrs).any(|a| a.addr.is_ipv6());
-    if topo_v6 {
-        n.add("ipv6".into(), format!("topology {}", case.topology.name));
-    }
-    for h in case.topology.hosts.values() {
-        for (k, _) in &h.sysctls {
-            n.sysctl(k, &format!("topology {}", case.topology.name));
-        }
-    }
-    for (host, setup) in &case.hosts {
-        let at = format!("hosts.{host}");
-        for (k, _) in &setup.sysctls {
-            n.sysctl(k, &format!("{at}.sysctls"));
-        }
-        if setup.pm_type.is_some() {
-            n.add("sysctl:net.mptcp.pm_type".into(), format!("{at}.pm_type"));
-        }
-        if setup.limits.is_some() {
-            n.add("pm:cmd:set_limits".into(), format!("{at}.limits"));
-        }
-        for (i, e) in setup.endpoints.iter().enumerate() {
-            let ep = format!("{at}.endpoints[{i}]");
-            n.add("pm:cmd:add_addr".into(), ep.clone());
-            n.flags(&e.flags, &ep);
-            if e.addr.is_ipv6() {
-                n.add("ipv6".into(), ep.clone());
-            }
-            if e.port.is_some() {
-                n.add("pm:attr:addr.port".into(), ep);
-            }
-        }
-    }
-    for (i, c) in case.connections.iter().enumerate() {
-        let at = format!("connections[{i}]");
-        // An IPv6 socket (v4-mapped addresses and the default `::` listener included).
-        if c.connect.is_ipv6() || c.listen.is_ipv6() {
-            n.add("ipv6".into(), at);
-        }
-    }
-    for (host, e) in &case.expect {
-        for (c, _) in &e.counters {
-            n.add(format!("counter:{c}"), format!("expect.{host}.counters"));
-        }
-        let kinds = e.events.seq.iter().map(|m| m.kind.as_str()).chain(e.events.counts.keys().map(String::as_str));
-        for k in kinds {
-            n.event(k, &format!("expect.{host}.events"));
-        }
-    }
-    n.steps(&case.steps);
-    n.0
-}
-
-#[derive(Default)]
-struct Needs(BTreeMap<String, String>);
-
-impl Needs {
-    fn add(&mut self, name: String, at: impl Into<String>) {
-        self.0.entry(name).or_insert_with(|| at.into());
-    }
-
-    fn sysctl(&mut self, name: &str, at: &str) {
-        if name.starts_with("net.mptcp.") {
-            self.add(format!("sysctl:{name}"), at);
-        }
-    }
-
-    fn flags(&mut self, flags: &[String], at: &str) {
-        for f in flags {
-            let word = f.strip_prefix("no").filter(|w| FLAG_WORDS.contains(w)).unwrap_or(f);
-            if FLAG_WORDS.contains(&word) {
-                self.add(format!("pm:{word}"), at);
-            }
-        }
-    }
-
-    fn event(&mut self, kind: &str, at: &str) {
-        self.add("events".into(), at);
-        if kind.starts_with("listener_") {
-            self.add("events:listener".into(), at);
-        }
-    }
-
-    fn steps(&mut self, steps: &[Step]) {
-        for s in steps {
-            match s {
-                Step::Pm { at, cmd, expect, .. } => {
-                    self.add("pm".into(), at.clone());
-                    self.add(format!("pm:cmd:{}", pm_command_name(cmd)), at.clone());
-                    match cmd {
-                        PmCommand::Add { flags, port, .. }
-                        | PmCommand::Announce { flags, port, .. }
-                        | PmCommand::SubflowCreate { flags, port, .. } => {
-                            self.flags(flags, at);
-                            if port.is_some() {
-                                self.add("pm:attr:addr.port".into(), at.clone());
-                            }
-                        }
-                        PmCommand::SetFlags { flags, .. } => self.flags(flags, at),
-                        _ => {}
-                    }
-                    for e in expect.endpoint.iter().chain(expect.endpoints.iter().flatten()) {
-                        self.flags(&e.flags, at);
-                    }
-                }
-                Step::WaitEvent { at, event, .. } => self.event(&event.kind, at),
-                Step::WaitCounter { at, counters, .. } => {
-                    for (c, _) in counters {
-                        self.add(format!("counter:{c}"), at.clone());
-                    }
-                }
-                Step::WaitInfo { at, fields, .. } => {
-                    self.add("mptcp_info".into(), at.clone());
-                    for (f, _) in fields {
-                        self.add(format!("mptcp_info:{}", info_field(f)), at.clone());
-                    }
-                }
-                Step::Sysctl { at, values, .. } => {
-                    for (k, _) in values {
-                        self.sysctl(k, at);
-                    }
-                }
-                Step::Check { at, name, .. } => {
-                    for (word, cap) in [("diag", "diag"), ("full_info", "full_info"), ("tcpinfo", "tcpinfo"), ("subflow_addrs", "subflow_addrs")] {
-                        if name.contains(word) {
-                            self.add(cap.into(), at.clone());
-                        }
-                    }
-                }
-                Step::Nft { at, rules, .. } => {
-                    self.add("nft".into(), at.clone());
-                    if rules.contains("option mptcp") {
-                        self.add("nft:mptcp".into(), at.clone());
-                    }
-                }
-                Step::Repeat { steps, .. } => self.steps(steps),
-                _ => {}
-            }
-        }
-    }
-}
-
-/// The kernel command a PM step sends (`MPTCP_PM_CMD_*`, lower-case).
-pub fn pm_command_name(cmd: &PmCommand) -> &'static str {
-    match cmd {
-        PmCommand::Add { .. } => "add_addr",
-        PmCommand::Del { .. } => "del_addr",
-        PmCommand::Get { .. } | PmCommand::Dump { .. } => "get_addr",
-        PmCommand::Flush => "flush_addrs",
-        PmCommand::SetLimits { .. } => "set_limits",
-        PmCommand::GetLimits => "get_limits",
-        PmCommand::SetFlags { .. } => "set_flags",
-        PmCommand::Announce { .. } => "announce",
-        PmCommand::Remove { .. } => "remove",
-        PmCommand::SubflowCreate { .. } => "subflow_create",
-        PmCommand::SubflowDestroy { .. } => "subflow_destroy",
-    }
-}
-
-/// The `mptcp_info` field behind a `wait_info` name (aliases resolved).
-pub fn info_field(name: &str) -> &str {
-    match name {
-        "extra_subflows" => "subflows",
-        "limit_extra_subflows" => "subflows_max",
-        "endp_signal_max" => "add_addr_signal_max",
-        "limit_add_addr_accepted" => "add_addr_accepted_max",
-        "endp_subflow_max" => "local_addr_max",
-        n => n,
-    }
-}
-
-/// Why a case cannot run here: the blocker, or every missing capability it needs.
-pub fn skip_reason(caps: &Capabilities, case: &Case) -> Option<String> {
-    if let Some(b) = &caps.blocker {
-        return Some(b.clone());
-    }
-    let needs = needs(case);
-    let missing = caps.missing(&needs);
-    if missing.is_empty() {
-        return None;
-    }
-    let parts: Vec<String> = missing.iter().map(|(n, why)| format!("{n} ({why}; used by {})", needs[n])).collect();
-    Some(format!("missing capabilit{} {}", if parts.len() == 1 { "y" } else { "ies" }, parts.join("; ")))
-}
-
-// ---- strict mode ---------------------------------------------------------------------------
-
-/// Whether, and how, a case that cannot run here fails.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Strictness {
-    /// `MPTCP_CT_REQUIRE=1`: every skip fails, no allow-list.
-    pub require: bool,
-    /// `MPTCP_CT_STRICT=1` / `--strict`: a skip fails unless each missing capability is allowed.
-    pub strict: bool,
-    /// Capabilities this machine is known to lack (`MPTCP_CT_ALLOW_MISSING`,
-    /// `MPTCP_CT_ALLOW_FILE`): an exact name, a prefix ending in `*` (`counter:*`), or a name
-    /// without `:` matching a capability's last part (`netem` matches `qdisc:netem`).
-    pub allow: Vec<String>,
-}
-
-impl Strictness {
-    /// From the environment; `cli_strict` is `--strict`. Fails if the allow file is unreadable.
-    pub fn from_env(cli_strict: bool) -> Result<Strictness, String> {
-        let mut allow = Vec::new();
-        if let Ok(list) = std::env::var("MPTCP_CT_ALLOW_MISSING") {
-            allow.extend(parse_allow_list(&list.replace(',', "\n")));
-        }
-        if let Some(path) = std::env::var_os("MPTCP_CT_ALLOW_FILE") {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("read the allow-list MPTCP_CT_ALLOW_FILE={}: {e}", std::path::Path::new(&path).display()))?;
-            allow.extend(parse_allow_list(&text));
-        }
-        Ok(Strictness { require: crate::env::require(), strict: cli_strict || crate::env::strict(), allow })
-    }
-
-    /// Whether skips can become failures at all.
-    pub fn active(&self) -> bool {
-        self.require || self.strict
-    }
-
-    /// Whether a missing capability is allowed.
-    pub fn allows(&self, cap: &str) -> bool {
-        self.allow.iter().any(|a| allow_matches(a, cap))
-    }
-
-    /// Applies strict mode to a result: a skip becomes a failure unless every capability it
-    /// misses is allowed (under `require`, always).
-    pub fn apply(&self, caps: &Capabilities, case: Option<&Case>, result: CaseResult) -> CaseResult {
-        let Verdict::Skip(reason) = &result.verdict else { return result };
-        if !self.active() {
-            return result;
-        }
-        if self.require {
-            let report = format!("could not run here, and MPTCP_CT_REQUIRE=1 makes every skip a failure: {reason}\n");
-            return CaseResult { verdict: Verdict::Fail, report, ..result };
-        }
-        let missing: Vec<String> = match (caps.blocking_capability(), case) {
-            (Some(b), _) => vec![b.to_owned()],
-            (None, Some(c)) => caps.missing(&needs(c)).into_iter().map(|(n, _)| n).collect(),
-            (None, None) => Vec::new(),
-        };
-        let denied: Vec<&String> = missing.iter().filter(|m| !self.allows(m)).collect();
-        if !missing.is_empty() && denied.is_empty() {
-            let reason = format!("{reason} [allowed missing: {}]", missing.join(", "));
-            return CaseResult { verdict: Verdict::Skip(reason), ..result };
-        }
-        let names = if denied.is_empty() { "(none named)".to_owned() } else { denied.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") };
-        let report = format!(
-            "could not run here, and strict mode (--strict, MPTCP_CT_STRICT=1) makes that a failure: {reason}\n\
-             not in the allow-list (MPTCP_CT_ALLOW_MISSING / MPTCP_CT_ALLOW_FILE): {names}\n"
-        );
-        CaseResult { verdict: Verdict::Fail, report, ..result }
-    }
-
-    /// Allow-list entries that match no capability the probe knows (likely typos).
-    pub fn unused<'a>(&'a self, caps: &Capabilities) -> Vec<&'a str> {
-        self.allow
-            .iter()
-            .filter(|a| !caps.list.iter().any(|c| allow_matches(a, &c.name)) && !a.starts_with("lang:"))
-            .map(String::as_str)
-            .collect()
-    }
-}
-
-/// Entries of an allow-list text: one per line, `#` starts a comment, blank lines ignored.
-pub fn parse_allow_list(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn allow_matches(entry: &str, cap: &str) -> bool {
-    if let Some(prefix) = entry.strip_suffix('*') {
-        return cap.starts_with(prefix);
-    }
-    cap == entry || (!entry.contains(':') && cap.rsplit(':').next() == Some(entry))
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
+    use mptcp_spec::Case;
     use mptcp_spec::source::Source;
 
-    const TOPO: &str = r#"
+    pub(crate) const TOPO: &str = r#"
 summary = "pair"
 [hosts.server]
 [hosts.client]
@@ -1214,12 +661,12 @@ a = { host = "server", ifname = "eth1", addrs = ["10.0.1.1/24"] }
 b = { host = "client", ifname = "eth1", addrs = ["10.0.1.2/24"] }
 "#;
 
-    fn case(text: &str) -> Case {
+    pub(crate) fn case(text: &str) -> Case {
         let topo = mptcp_spec::Topology::from_source("pair", &Source::new("pair.toml", TOPO)).unwrap();
         Case::from_source("t::c".into(), &Source::new("c.toml", text), &|_| Ok(topo.clone())).unwrap()
     }
 
-    fn caps(present: &[&str], missing: &[&str]) -> Capabilities {
+    pub(crate) fn caps(present: &[&str], missing: &[&str]) -> Capabilities {
         let mut c = Capabilities::default();
         for p in present {
             c.push(*p, true, "");
@@ -1231,7 +678,7 @@ b = { host = "client", ifname = "eth1", addrs = ["10.0.1.2/24"] }
         c
     }
 
-    const RICH: &str = r#"
+    pub(crate) const RICH: &str = r#"
 summary = "uses a bit of everything"
 topology = "pair"
 requires = ["qdisc:netem", "lang:packet loss"]
@@ -1262,110 +709,4 @@ events = ["listener_created", "created"]
 MPTcpExtMPJoinSynRx = 1
 "#;
 
-    #[test]
-    fn needs_are_inferred_from_what_a_case_uses() {
-        let n = needs(&case(RICH));
-        let names: Vec<&str> = n.keys().map(String::as_str).collect();
-        assert_eq!(names, [
-            "counter:MPTcpExtMPJoinSynRx",
-            "counter:MPTcpExtMPJoinSynTx",
-            "events",
-            "events:listener",
-            "lang:packet loss",
-            "mptcp_info",
-            "mptcp_info:bytes_sent",
-            "mptcp_info:subflows",
-            "pm",
-            "pm:cmd:add_addr",
-            "pm:cmd:set_flags",
-            "pm:cmd:set_limits",
-            "pm:fullmesh",
-            "pm:subflow",
-            "qdisc:netem",
-            "sysctl:net.mptcp.checksum_enabled",
-            "sysctl:net.mptcp.pm_type",
-        ]);
-        assert_eq!(n["pm:fullmesh"], "hosts.client.endpoints[0]");
-        assert_eq!(n["counter:MPTcpExtMPJoinSynTx"], "steps[2].steps[0]");
-        assert_eq!(n["qdisc:netem"], "requires");
-    }
-
-    #[test]
-    fn default_listen_address_needs_ipv6() {
-        let c = case(&RICH.replace("listen = \"0.0.0.0\"\n", ""));
-        assert_eq!(needs(&c)["ipv6"], "connections[0]");
-    }
-
-    #[test]
-    fn skip_reason_names_every_missing_capability() {
-        let all: Vec<String> = needs(&case(RICH)).into_keys().collect();
-        let present: Vec<&str> = all.iter().map(String::as_str).filter(|n| !n.starts_with("counter:") && *n != "qdisc:netem").collect();
-        let c = caps(&present, &["qdisc:netem"]);
-        let why = skip_reason(&c, &case(RICH)).unwrap();
-        assert_eq!(
-            why,
-            "missing capabilities counter:MPTcpExtMPJoinSynTx (the kernel does not expose this counter; used by steps[2].steps[0]); \
-             lang:packet loss (the case language cannot express packet loss yet; used by requires); \
-             qdisc:netem (qdisc:netem is not here; used by requires)"
-        );
-        let mut blocked = c.clone();
-        blocked.blocker = Some("needs root".into());
-        assert_eq!(skip_reason(&blocked, &case(RICH)).unwrap(), "needs root");
-    }
-
-    #[test]
-    fn unknown_capabilities_are_missing_with_a_reason() {
-        let c = caps(&[], &[]);
-        assert!(c.missing_reason("frobnicate").unwrap().contains("not a capability"));
-        assert!(c.has("counter:MPTcpExtMPJoinSynRx"));
-        assert!(!c.has("counter:MPTcpExtNope"));
-    }
-
-    fn skipped(reason: &str) -> CaseResult {
-        CaseResult { id: "t::c".into(), verdict: Verdict::Skip(reason.into()), elapsed: Duration::ZERO, report: String::new(), artifacts: None }
-    }
-
-    #[test]
-    fn strict_mode_honours_the_allow_list() {
-        let c = case(RICH);
-        let all: Vec<String> = needs(&c).into_keys().collect();
-        let present: Vec<&str> = all.iter().map(String::as_str).filter(|n| !n.starts_with("lang:") && *n != "qdisc:netem").collect();
-        let mut k = caps(&present, &["qdisc:netem"]);
-        k.counters.insert("MPTcpExtMPJoinSynTx".into());
-        let off = Strictness::default();
-        assert_eq!(off.apply(&k, Some(&c), skipped("x")).verdict, Verdict::Skip("x".into()));
-
-        let strict = Strictness { strict: true, allow: vec!["netem".into()], ..Strictness::default() };
-        let r = strict.apply(&k, Some(&c), skipped("x"));
-        assert_eq!(r.verdict, Verdict::Fail, "lang:packet loss is not allowed");
-        assert!(r.report.contains("not in the allow-list (MPTCP_CT_ALLOW_MISSING / MPTCP_CT_ALLOW_FILE): lang:packet loss\n"), "{}", r.report);
-
-        let lenient = Strictness { strict: true, allow: vec!["netem".into(), "lang:*".into()], ..Strictness::default() };
-        assert_eq!(lenient.apply(&k, Some(&c), skipped("x")).verdict, Verdict::Skip("x [allowed missing: lang:packet loss, qdisc:netem]".into()));
-
-        let require = Strictness { require: true, ..lenient.clone() };
-        assert_eq!(require.apply(&k, Some(&c), skipped("x")).verdict, Verdict::Fail, "MPTCP_CT_REQUIRE ignores the allow-list");
-
-        let mut root = k.clone();
-        root.list.retain(|c| c.name != "root");
-        root.push("root", false, "needs root");
-        root.blocker = Some("needs root".into());
-        assert_eq!(lenient.apply(&root, Some(&c), skipped("needs root")).verdict, Verdict::Fail);
-        let root_ok = Strictness { allow: vec!["root".into()], ..lenient };
-        assert!(matches!(root_ok.apply(&root, Some(&c), skipped("needs root")).verdict, Verdict::Skip(_)));
-    }
-
-    #[test]
-    fn allow_lists_parse_and_match() {
-        let list = parse_allow_list("# known gaps of this VM\nnetem\n  tc:pedit  # no NET_ACT_PEDIT\n\ncounter:*\n");
-        assert_eq!(list, ["netem", "tc:pedit", "counter:*"]);
-        assert!(allow_matches("netem", "qdisc:netem"));
-        assert!(allow_matches("tc:pedit", "tc:pedit"));
-        assert!(!allow_matches("pedit:x", "tc:pedit"));
-        assert!(allow_matches("counter:*", "counter:MPTcpExtX"));
-        assert!(!allow_matches("tbf", "qdisc:netem"));
-        let s = Strictness { strict: true, allow: list, ..Strictness::default() };
-        let k = caps(&["qdisc:netem", "tc:pedit"], &[]);
-        assert_eq!(s.unused(&k), ["counter:*"]);
-    }
 }

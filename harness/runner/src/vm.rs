@@ -230,7 +230,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<VmCommand, String
                     None if args.front().is_some_and(|n| n.ends_with(".toml")) => args.pop_front(),
                     None => None,
                 };
-                matrix = Some(file.map(PathBuf::from).unwrap_or_else(|| workspace_root().join("ci/kernels.toml")));
+                matrix = Some(file.map(PathBuf::from).unwrap_or_else(|| base_dir().join("ci/kernels.toml")));
             }
             "--kernel-name" => names.push(value(&mut args)?),
             "--kernel-tag" => tags.push(value(&mut args)?),
@@ -897,7 +897,7 @@ fn boot_id() -> String {
 }
 
 /// Whether KVM can run this kernel here: `/dev/kvm` opens read-write and a probe boot prints a
-/// marker within 60 s (20 s without any console output). The answer is cached in
+/// marker within 60 s (given up after 20 s without a kernel message). The answer is cached in
 /// `cache/kvm-probe` for this host boot. Returns the answer and why.
 pub fn kvm_usable(vng: &Path, kernel: &ResolvedKernel, cache: &Path) -> (bool, String) {
     if let Err(e) = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
@@ -919,20 +919,19 @@ pub fn kvm_usable(vng: &Path, kernel: &ResolvedKernel, cache: &Path) -> (bool, S
     cmd.arg("--run").arg(&kernel.run_arg).args(["--cpus", "1", "--memory", "512M", "--force-9p", "--verbose", "--user", "root"]);
     cmd.args(["--exec", &format!("echo {KVM_MARKER}")]);
     let mut saw_marker = false;
-    let mut any_output = false;
-    let limits = Limits { total: Duration::from_secs(60), boot: Duration::from_secs(20), boot_needs: BootSignal::AnyOutput };
+    let mut kernel_spoke = false;
+    // "Probing EDD" comes from the boot stub; the kernel proper prints `[    0.000000] ...`.
+    let limits = Limits { total: Duration::from_secs(60), boot: Duration::from_secs(20) };
     let exit = supervise(cmd, limits, &mut |_, line: &str| {
-        any_output = true;
-        if line.contains(KVM_MARKER) {
-            saw_marker = true;
-        }
-        Started::from(any_output)
+        kernel_spoke |= line.starts_with('[') && console_message(line).is_some();
+        saw_marker |= line.contains(KVM_MARKER);
+        Started::from(kernel_spoke || saw_marker)
     });
     let secs = started.elapsed().as_secs_f64();
     let interrupted = matches!(exit, Ok(VngExit::Interrupted(_)));
     let (usable, why) = match exit {
         Ok(VngExit::Code(0)) if saw_marker => (true, format!("a KVM probe boot worked in {secs:.1} s")),
-        Ok(VngExit::BootTimeout(_)) => (false, "a KVM probe boot printed nothing in 20 s (this /dev/kvm cannot run the kernel)".to_owned()),
+        Ok(VngExit::BootTimeout(_)) => (false, "a KVM probe boot printed no kernel message in 20 s (this /dev/kvm cannot run the kernel)".to_owned()),
         Ok(e) => (false, format!("a KVM probe boot failed: {e:?} after {secs:.1} s")),
         Err(e) => (false, format!("a KVM probe boot could not start: {e}")),
     };
@@ -1014,25 +1013,27 @@ impl From<bool> for Started {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BootSignal {
-    /// The sink says so (start marker seen).
-    Sink,
-    /// Any output at all.
-    AnyOutput,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Limits {
     total: Duration,
+    /// Until the sink reports the start (`Started(true)`).
     boot: Duration,
-    boot_needs: BootSignal,
 }
 
 fn kill_group(pgid: i32, sig: libc::c_int) {
     if pgid > 0 {
         // SAFETY: kill(2) on our own child's process group.
         unsafe { libc::kill(-pgid, sig) };
+    }
+}
+
+/// SIGKILLs the group, then waits (at most 3 s) until no member is left to signal.
+fn kill_group_and_wait(pgid: i32) {
+    kill_group(pgid, libc::SIGKILL);
+    let until = Instant::now() + Duration::from_secs(3);
+    // SAFETY: signal 0 only checks whether the group still has members.
+    while pgid > 0 && unsafe { libc::kill(-pgid, 0) } == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -1049,7 +1050,9 @@ fn stop(child: &mut Child, pgid: i32) -> Option<ExitStatus> {
         std::thread::sleep(Duration::from_millis(50));
     }
     kill_group(pgid, libc::SIGKILL);
-    status.or_else(|| child.wait().ok())
+    let status = status.or_else(|| child.wait().ok());
+    kill_group_and_wait(pgid);
+    status
 }
 
 fn reader(stream: Stream, mut src: impl Read + Send + 'static, tx: mpsc::Sender<(Stream, Option<String>)>) {
@@ -1101,11 +1104,7 @@ fn supervise(mut cmd: Command, limits: Limits, sink: &mut dyn FnMut(Stream, &str
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok((_, None)) => open -= 1,
             Ok((stream, Some(line))) => {
-                let s = sink(stream, &line);
-                started |= match limits.boot_needs {
-                    BootSignal::Sink => s.0,
-                    BootSignal::AnyOutput => true,
-                };
+                started |= sink(stream, &line).0;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => open = 0,
@@ -1131,7 +1130,7 @@ fn supervise(mut cmd: Command, limits: Limits, sink: &mut dyn FnMut(Stream, &str
                     (None, None) => VngExit::Code(-1),
                 });
                 // Nothing of the VM may outlive vng.
-                kill_group(pgid, libc::SIGKILL);
+                kill_group_and_wait(pgid);
             }
             if exit.is_some() {
                 drain_until = Some(Instant::now() + Duration::from_secs(5));
@@ -1152,6 +1151,17 @@ fn supervise(mut cmd: Command, limits: Limits, sink: &mut dyn FnMut(Stream, &str
 // One VM run
 // ------------------------------------------------------------------------------------------
 
+/// The repository the defaults are relative to: the workspace this binary was built in when it
+/// is still there (the harness finds its library there too), else the current directory (a
+/// binary copied to another checkout, as CI jobs do).
+pub fn base_dir() -> PathBuf {
+    let built = workspace_root();
+    if built.join("ci/kernels.toml").is_file() || built.join("cases").is_dir() {
+        return built;
+    }
+    std::env::current_dir().unwrap_or(built)
+}
+
 /// Quotes a word for `sh`.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c)) {
@@ -1171,7 +1181,7 @@ pub fn default_binary() -> PathBuf {
             return sibling;
         }
     }
-    workspace_root().join("target/release/mptcp-conformance")
+    base_dir().join("target/release/mptcp-conformance")
 }
 
 const SUBCOMMANDS: &[&str] = &["run", "list", "probe", "validate", "help", "coverage"];
@@ -1205,9 +1215,15 @@ pub fn guest_env(o: &VmOptions, kvm: bool, artifacts: &Path, host_env: &[(String
         }
     }
     let lib = Library::default_location();
-    let abs = |p: PathBuf| fs::canonicalize(&p).unwrap_or(p);
-    env.insert("MPTCP_CT_CASES".into(), abs(lib.cases).display().to_string());
-    env.insert("MPTCP_CT_TOPOLOGIES".into(), abs(lib.topologies).display().to_string());
+    let here = base_dir();
+    // The library the harness would use on this host; if it is not there (a copied binary),
+    // the one of the checkout we run in.
+    let pick = |p: PathBuf, dir: &str| {
+        let p = if p.is_dir() || !here.join(dir).is_dir() { p } else { here.join(dir) };
+        fs::canonicalize(&p).unwrap_or(p)
+    };
+    env.insert("MPTCP_CT_CASES".into(), pick(lib.cases, "cases").display().to_string());
+    env.insert("MPTCP_CT_TOPOLOGIES".into(), pick(lib.topologies, "topologies").display().to_string());
     env.insert("MPTCP_CT_ARTIFACTS".into(), artifacts.join("cases").display().to_string());
     let slow = o.slow.unwrap_or(if kvm { KVM_SLOWNESS } else { TCG_SLOWNESS });
     env.insert("MPTCP_CT_SLOW".into(), format!("{slow}"));
@@ -1259,6 +1275,14 @@ pub fn vng_args(kernel: &ResolvedKernel, kvm: bool, o: &VmOptions, rwdir: &Path,
         "--verbose".to_owned(),
         "--append".to_owned(),
         "loglevel=5".to_owned(),
+    ]);
+    if !kvm {
+        // The TSC is unreliable under emulation and the kernel finds out late, flipping the
+        // sched_clock static key on a running SMP guest; under TCG that cross-CPU code patching
+        // once oopsed (int3 in sched_clock_cpu, Debian 7.2). Saying so up front avoids the flip.
+        a.extend(["--append".to_owned(), "tsc=unstable".to_owned()]);
+    }
+    a.extend([
         "--user".to_owned(),
         "root".to_owned(),
         "--name".to_owned(),
@@ -1288,7 +1312,7 @@ const ARTIFACT_FILES: &[&str] = &["ktap.txt", "console.log", "junit.xml", "resul
 /// Boots the kernel and runs the harness (or `--guest-cmd`) inside; never panics, every error
 /// is an outcome.
 pub fn run_vm(o: &VmOptions) -> VmOutcome {
-    let root = workspace_root();
+    let root = base_dir();
     let cache = o.cache.clone().unwrap_or_else(|| root.join("target/vm-cache"));
     let pre_label = o.label.clone().unwrap_or_else(|| o.kernel.first().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("kernel").to_owned());
     let pre_artifacts = o.artifacts.clone().unwrap_or_else(|| root.join("target/vm-artifacts").join(&pre_label));
@@ -1339,7 +1363,6 @@ pub fn run_vm(o: &VmOptions) -> VmOutcome {
     let limits = Limits {
         total: o.timeout.unwrap_or(Duration::from_secs(if kvm { 1200 } else { 3600 })),
         boot: o.boot_timeout.unwrap_or(Duration::from_secs(if kvm { 120 } else { 300 })),
-        boot_needs: BootSignal::Sink,
     };
     eprintln!(
         "vm: {label}: booting {} under {} ({} CPUs, {}), at most {} s; artifacts in {}",
@@ -1556,7 +1579,7 @@ pub fn run_matrix(m: &MatrixOptions) -> u8 {
         eprintln!("mptcp-conformance vm: no kernel selected");
         return KSFT_SKIP;
     }
-    let root = workspace_root();
+    let root = base_dir();
     let kernels_dir = m.kernels_dir.clone().unwrap_or_else(|| root.join("target/kernels"));
     let art_root = m.vm.artifacts.clone().unwrap_or_else(|| root.join("target/vm-artifacts"));
     let mut outcomes = Vec::new();
@@ -1760,10 +1783,10 @@ mod tests {
         let k = ResolvedKernel { run_arg: "/k/boot/vmlinuz-6.1".into(), image: "/k/boot/vmlinuz-6.1".into(), label: "k".into() };
         let a = vng_args(&k, false, &VmOptions::default(), Path::new("/art"), Path::new("/w"), "true");
         let s = a.join(" ");
-        assert!(s.starts_with("--run /k/boot/vmlinuz-6.1 --disable-kvm --cpus 2 --memory 2G --force-9p --verbose --append loglevel=5 --user root"), "{s}");
+        assert!(s.starts_with("--run /k/boot/vmlinuz-6.1 --disable-kvm --cpus 2 --memory 2G --force-9p --verbose --append loglevel=5 --append tsc=unstable --user root"), "{s}");
         assert!(s.ends_with("--rwdir /art --cwd /w --exec true"), "{s}");
         let a = vng_args(&k, true, &VmOptions::default(), Path::new("/art"), Path::new("/w"), "true");
-        assert!(!a.contains(&"--disable-kvm".to_owned()));
+        assert!(!a.contains(&"--disable-kvm".to_owned()) && !a.contains(&"tsc=unstable".to_owned()));
     }
 
     #[test]
@@ -1841,7 +1864,7 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo started; sleep 300 & echo $! ; wait"]);
         let mut lines = Vec::new();
-        let limits = Limits { total: Duration::from_millis(800), boot: Duration::from_secs(60), boot_needs: BootSignal::AnyOutput };
+        let limits = Limits { total: Duration::from_millis(800), boot: Duration::from_secs(60) };
         let exit = supervise(cmd, limits, &mut |_, l| {
             lines.push(l.to_owned());
             Started(true)
@@ -1864,7 +1887,7 @@ mod tests {
         // A normal exit passes the code through, and a boot deadline fires without output.
         let exit = supervise(Command::new("false"), limits, &mut |_, _| Started(true)).unwrap();
         assert_eq!(exit, VngExit::Code(1));
-        let quiet = Limits { total: Duration::from_secs(60), boot: Duration::from_millis(300), boot_needs: BootSignal::Sink };
+        let quiet = Limits { total: Duration::from_secs(60), boot: Duration::from_millis(300) };
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo not-the-marker; sleep 300"]);
         assert_eq!(supervise(cmd, quiet, &mut |_, _| Started(false)).unwrap(), VngExit::BootTimeout(Duration::from_millis(300)));

@@ -11,9 +11,9 @@
 //! `size_subflow_data` under 16 or above the option length, and non-zero `num_subflows` or
 //! `size_kernel`. It then writes `size_kernel` (its entry size), `size_user = min(size_user,
 //! size_kernel)` and `num_subflows` (every subflow, copied or not), copies as many whole
-//! entries as fit after the caller's header, and sets the option length to `size_subflow_data
-//! + copied bytes`, or to `min(size_subflow_data, 16)` when it copied nothing. Bytes of a
-//! header larger than 16 are left as the caller wrote them.
+//! entries as fit after the caller's header, and sets the option length to
+//! `size_subflow_data + copied bytes`, or to `min(size_subflow_data, 16)` when it copied
+//! nothing. Bytes of a header larger than 16 are left as the caller wrote them.
 //!
 //! `MPTCP_FULL_INFO` (Linux 6.5) checks its 40-byte head the same way and answers the head
 //! then `min(remaining length, sizeof(mptcp_info))` bytes of `struct mptcp_info`.

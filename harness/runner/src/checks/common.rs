@@ -267,3 +267,22 @@ pub(crate) fn echo(pair: &Pair, n: usize, deadline: Deadline) -> Result<(), Stri
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mismatch_is_never_reported_as_a_skip() {
+        let mut f = Findings::new();
+        f.expect_eq("server: mptcpi_bytes_sent", 5, 6);
+        f.skip("mptcp_info has no last_ack_recv");
+        assert_eq!(f.finish(), Err(vec!["server: mptcpi_bytes_sent: expected 5, observed 6".to_string(), "(not checked on this kernel: mptcp_info has no last_ack_recv)".to_string()]));
+
+        let mut f = Findings::new();
+        f.expect_eq("client: num_subflows", 1, 1);
+        f.skip("MPTCP_FULL_INFO is not supported");
+        assert_eq!(f.finish(), Err(vec!["SKIP: MPTCP_FULL_INFO is not supported".to_string()]));
+        assert_eq!(Findings::new().finish(), Ok(()));
+    }
+}
