@@ -40,6 +40,18 @@ mod raw {
         pub expect: BTreeMap<String, Expect>,
         #[serde(default)]
         pub steps: Vec<crate::steps::raw::Step>,
+        #[serde(default)]
+        pub expect_sum: Vec<ExpectSum>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ExpectSum {
+        pub counter: String,
+        pub hosts: Vec<String>,
+        pub eq: Option<i64>,
+        pub ge: Option<i64>,
+        pub le: Option<i64>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -476,6 +488,20 @@ pub struct Case {
     /// Steps (path-manager commands with expected answers), run after the connections are
     /// established, or alone in an API case.
     pub steps: Vec<crate::steps::Step>,
+    /// Expectations on the sum of one counter over several hosts (e.g. subflows removed by
+    /// either side of a simultaneous flush).
+    pub expect_sums: Vec<ExpectSum>,
+}
+
+/// A counter summed over hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectSum {
+    /// Counter name.
+    pub counter: String,
+    /// Hosts whose deltas are added.
+    pub hosts: Vec<String>,
+    /// What the sum must be.
+    pub want: CounterExpect,
 }
 
 /// The trial name of a case file: its path below `cases/` with `::` separators.
@@ -848,6 +874,20 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             errs.push(src.error(root.key("expect").key(name), format!("host {name:?} has record_events = false: it has no event log to check")));
         }
     }
+    let mut expect_sums = Vec::new();
+    for (i, e) in raw.expect_sum.iter().enumerate() {
+        let ep = root.key("expect_sum").index(i);
+        if !counters::is_known(&e.counter) {
+            errs.push(src.error(ep.key("counter"), format!("unknown counter {:?}", e.counter)));
+        }
+        for (j, h) in e.hosts.iter().enumerate() {
+            host_check(h, ep.key("hosts").index(j), errs);
+        }
+        let raw_c = RawCounter::Table { eq: e.eq, ge: e.ge, le: e.le, unknown: Vec::new() };
+        if let Some(want) = counter_expect(&raw_c, &ep, src, errs) {
+            expect_sums.push(ExpectSum { counter: e.counter.clone(), hosts: e.hosts.clone(), want });
+        }
+    }
     let steps = crate::steps::validate_steps(&raw.steps, &root.key("steps"), &topology, &[], src, errs);
     if raw.connections.is_empty() && raw.steps.is_empty() {
         errs.push(src.error(root.clone(), "a case needs `connections`, `steps`, or both"));
@@ -856,6 +896,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
     Case {
         id,
         steps,
+        expect_sums,
         summary: raw.summary,
         topology,
         tags: raw.tags,

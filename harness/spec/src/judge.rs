@@ -86,19 +86,37 @@ pub fn check_counters(host: &str, expect: &HostExpect, delta: &Snapshot) -> Vec<
     out
 }
 
-/// Checks every host of a case; hosts without a delta count as all-zero.
+/// Checks every host of a case (hosts without a delta count as all-zero), then the sums.
 pub fn check_all_counters(case: &Case, deltas: &BTreeMap<String, Snapshot>) -> Vec<Mismatch> {
     let empty = Snapshot::default();
-    case.expect
+    let mut out: Vec<Mismatch> = case
+        .expect
         .iter()
         .flat_map(|(h, e)| check_counters(h, e, deltas.get(h).unwrap_or(&empty)))
-        .collect()
+        .collect();
+    for s in &case.expect_sums {
+        let parts: Vec<(String, i64)> = s.hosts.iter().map(|h| (h.clone(), deltas.get(h).and_then(|d| d.get(&s.counter)).unwrap_or(0))).collect();
+        let sum: i64 = parts.iter().map(|(_, v)| v).sum();
+        if !s.want.matches(sum) {
+            out.push(Mismatch {
+                host: s.hosts.join("+"),
+                what: format!("{} (sum)", s.counter),
+                expected: s.want.to_string(),
+                observed: format!("{sum} ({})", parts.iter().map(|(h, v)| format!("{h} {v}")).collect::<Vec<_>>().join(", ")),
+                rule: Rule::Named,
+            });
+        }
+    }
+    out
 }
 
 /// Whether the named (not strict) expectations of every host already hold: the runner polls
 /// this until true or a deadline, because counters move asynchronously after a close.
 pub fn named_counters_hold(case: &Case, deltas: &BTreeMap<String, Snapshot>) -> bool {
-    case.expect.iter().all(|(h, e)| {
+    let sums_hold = case.expect_sums.iter().all(|s| {
+        s.want.matches(s.hosts.iter().map(|h| deltas.get(h).and_then(|d| d.get(&s.counter)).unwrap_or(0)).sum())
+    });
+    sums_hold && case.expect.iter().all(|(h, e)| {
         e.counters.iter().all(|(n, want)| {
             deltas.get(h).and_then(|d| d.get(n)).is_some_and(|v| want.matches(v))
                 || (matches!(want, CounterExpect::Eq(0)) && deltas.get(h).and_then(|d| d.get(n)).is_none())
