@@ -78,7 +78,7 @@ Exit status:
             4 everything skipped or nothing selected (kselftest's codes)
   validate  0 every file is valid, 1 errors were printed
   probe     0 cases can run here, 4 they cannot (the reason is printed)
-  coverage  0
+  coverage  0 (the report is information, not a verdict)
   any       2 the command line does not parse
 
 Environment: MPTCP_CT_CASES and MPTCP_CT_TOPOLOGIES (library location), MPTCP_CT_ARTIFACTS

@@ -6,7 +6,7 @@
 //!
 //! | category | asserted when a case ... | exposed |
 //! |---|---|---|
-//! | MPTcpExt counters | bounds it in `expect.<host>.counters` or a `wait_counter` step (not `"any"`) | `counter:*` present |
+//! | MPTcpExt counters | bounds it in `expect.<host>.counters`, an `expect_sum` or a `wait_counter` step (not `"any"`) | `counter:*` present |
 //! | event types | lists it in `events`, bounds it in `event_counts`, or waits for it (`wait_event`) | the types the harness decodes; `listener_*` only with `events:listener` |
 //! | PM commands | sends it in a step (`get`/`dump`/`get_limits` only with an expected answer or error; the others always check the kernel's answer) | `pm:cmd:*` present |
 //! | endpoint flags | uses it on an endpoint (host setup, steps) or in an expected answer | `pm:<flag>` present |
@@ -139,6 +139,11 @@ pub fn asserted<'a>(cases: impl IntoIterator<Item = &'a Case>) -> Asserted {
                 if bounded(x) {
                     c.add(CATEGORIES[1], k.clone());
                 }
+            }
+        }
+        for sum in &case.expect_sums {
+            if sum.counter.starts_with("MPTcpExt") && bounded(&sum.want) {
+                c.add(CATEGORIES[0], sum.counter.clone());
             }
         }
         c.steps(&case.steps);

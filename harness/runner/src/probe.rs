@@ -22,6 +22,7 @@
 //! | `tcpinfo`, `subflow_addrs`, `full_info` | `MPTCP_TCPINFO`, `MPTCP_SUBFLOW_ADDRS`, `MPTCP_FULL_INFO` answer on a connected socket |
 //! | `diag` | a `SOCK_DIAG_BY_FAMILY` dump with `INET_DIAG_REQ_PROTOCOL` = IPPROTO_MPTCP answers (not ENOENT) |
 //! | `qdisc:<kind>` | `netem`, `tbf`, `htb`, `clsact` added on `lo` and dumped back |
+//! | `tc` | the `tc` tool runs inside a namespace (host `tc` commands use it) |
 //! | `nft`, `nft:mptcp` | `nft` runs; a rule `tcp option mptcp subtype 3 drop` loads and lists back |
 //! | `tc:pedit`, `tc:csum`, `tc:fw` | the action (RTM_NEWACTION) or the classifier (RTM_NEWTFILTER on clsact) is accepted and dumped back |
 //!
@@ -235,9 +236,9 @@ fn probe_into(caps: &mut Capabilities) {
     };
     caps.push("netns", true, "unshare(CLONE_NEWNET) works");
 
-    // nft is a process (tens of ms): run it beside the netlink probes.
+    // tc and nft are processes (tens of ms): run them beside the netlink probes.
     std::thread::scope(|s| {
-        let nft = s.spawn(|| probe_nft(&ns));
+        let nft = s.spawn(|| probe_tools(&ns));
         probe_in_namespace(caps, &ns);
         match nft.join() {
             Ok(found) => {
@@ -613,6 +614,18 @@ fn diag_dump() -> Result<usize, String> {
         Err(e) if e.errno == libc::ENOENT => Err(format!("inet_diag has no MPTCP handler (CONFIG_INET_MPTCP_DIAG): {e}")),
         Err(e) => Err(format!("SOCK_DIAG dump for IPPROTO_MPTCP: {e}")),
     }
+}
+
+/// The processes the harness runs inside hosts: `tc` (host `tc` commands) and nftables with
+/// the MPTCP option match, in the scratch namespace.
+fn probe_tools(ns: &Netns) -> Vec<(String, bool, String)> {
+    let mut v = match crate::nft::run_in(ns, "tc", &["qdisc", "show", "dev", "lo"], None) {
+        Ok(o) if o.status.success() => vec![("tc".to_owned(), true, "`tc qdisc show` runs inside a namespace".to_owned())],
+        Ok(o) => vec![("tc".to_owned(), false, format!("`tc qdisc show dev lo` fails: {}", String::from_utf8_lossy(&o.stderr).trim()))],
+        Err(e) => vec![("tc".to_owned(), false, format!("cannot run `tc` (install iproute2): {e}"))],
+    };
+    v.extend(probe_nft(ns));
+    v
 }
 
 /// nftables with the MPTCP option match, in the scratch namespace.
