@@ -243,8 +243,16 @@ pub fn render(rows: &[Row], cases: usize, kernel: &str, note: Option<&str>, verb
     let strict_held = rows
         .first()
         .map_or(0, |r| r.unasserted.iter().filter(|n| mptcp_spec::counters::class_of(n).is_some_and(|c| c.is_strict())).count());
-    if strict_held > 0 {
-        let _ = writeln!(t, "  ({strict_held} of the unasserted counters are error/fallback counters the strict rule holds at 0 in every strict case)");
+    if strict_held > 0
+        && let Some(r) = rows.first()
+    {
+        let with_strict = r.covered.len() + strict_held;
+        let pct = if r.exposed == 0 { 100.0 } else { 100.0 * with_strict as f64 / r.exposed as f64 };
+        let _ = writeln!(
+            t,
+            "  MPTcpExt counters, counting the strict rule: {with_strict} / {} {pct:.1}% ({strict_held} unnamed error/fallback counters are asserted to stay 0 by every strict case)",
+            r.exposed
+        );
     }
     for r in rows {
         let _ = writeln!(t, "\n{} not asserted by any case ({}):", r.category, r.unasserted.len());
