@@ -47,6 +47,9 @@ Usage:
                                                   (-v: also the strict-mode allow-list)
   mptcp-conformance coverage [-v]                 what the cases assert on vs what this kernel exposes
                                                   (-v: also the asserted names)
+  mptcp-conformance vm --kernel K [RUN ARGS]      boot kernel K (vmlinuz, bzImage, Debian .deb(s),
+                                                  unpacked package or build tree) with virtme-ng and
+                                                  run the suite inside (`vm --help`)
   mptcp-conformance help | --help | --version
 
 Selection (run, list):

@@ -19,6 +19,10 @@ fn main() -> ExitCode {
             }
         }
     }
+    // `mptcp-conformance vm ...`: boot another kernel with virtme-ng and run the suite inside.
+    if args.first().is_some_and(|a| a == "vm") {
+        return ExitCode::from(mptcp_runner::vm::main(args.split_off(1)));
+    }
     let command = match cli::parse(args) {
         Ok(c) => c,
         Err(e) => {
