@@ -11,7 +11,10 @@
 //! 2. **KVM or TCG** ([`kvm_usable`]): `/dev/kvm` must open, and a tiny probe boot under KVM must
 //!    print a marker in time (some hypervisors expose a `/dev/kvm` that cannot run stock kernels:
 //!    the guest hangs without a word). The answer is cached per host boot. Under TCG the guest
-//!    gets `KSFT_MACHINE_SLOW=yes` and `MPTCP_CT_SLOW=10` (networking is ~10x slower).
+//!    gets `KSFT_MACHINE_SLOW=yes` and `MPTCP_CT_SLOW=10` (networking is ~10x slower), runs on
+//!    one TCG thread (multi-threaded TCG raced with the kernel's int3-based code patching:
+//!    "Oops: int3" once in ~5 runs; single-threaded was also 2-3x faster on 2 host cores) and
+//!    boots with `tsc=unstable`.
 //! 3. **Boot and run**: `vng --run <kernel> --exec '<harness> run --ktap ...'` as root in the
 //!    guest, with the artifact directory shared read-write (`--rwdir`) so JUnit, JSON lines and
 //!    failure bundles come back. vng runs in its own process group; the run is bounded by a
