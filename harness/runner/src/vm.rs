@@ -1053,32 +1053,23 @@ fn kill_group_and_wait(pgid: i32) {
         return;
     }
     kill_group(pgid, libc::SIGKILL);
-    let until = Instant::now() + Duration::from_secs(3);
-    loop {
+    let _ = crate::wait::poll_until(crate::wait::Deadline::after(Duration::from_secs(3)), || {
         // Orphans of the group (QEMU once vng is gone) are ours to reap: see `supervise`.
         // SAFETY: waitpid(2) on members of our own child's group, non-blocking; vng itself
         // was reaped before this is called.
         while unsafe { libc::waitpid(-pgid, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
-        if !group_alive(pgid) || Instant::now() >= until {
-            break;
+        if !group_alive(pgid) {
+            return Some(());
         }
         kill_group(pgid, libc::SIGKILL);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        None
+    });
 }
 
 /// Stops the group: SIGTERM, up to 5 s for vng to exit, then SIGKILL to the whole group.
 fn stop(child: &mut Child, pgid: i32) -> Option<ExitStatus> {
     kill_group(pgid, libc::SIGTERM);
-    let until = Instant::now() + Duration::from_secs(5);
-    let mut status = None;
-    while Instant::now() < until {
-        if let Ok(Some(s)) = child.try_wait() {
-            status = Some(s);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = crate::wait::poll_until(crate::wait::Deadline::after(Duration::from_secs(5)), || child.try_wait().ok().flatten()).ok();
     kill_group(pgid, libc::SIGKILL);
     let status = status.or_else(|| child.wait().ok());
     kill_group_and_wait(pgid);
