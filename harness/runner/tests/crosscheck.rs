@@ -7,9 +7,6 @@
 //! `MPTCP_CT_REQUIRE=1` makes that a failure.
 
 use std::collections::BTreeSet;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use mptcp_runner::netns::Netns;
@@ -30,21 +27,9 @@ fn skip(reason: String) -> Result<Completion, Failed> {
     }
 }
 
-/// Runs `ip <args>` inside `ns`.
+/// Runs `ip <args>` inside `ns` (the runner's in-namespace process helper).
 fn ip_in(ns: &Netns, args: &[&str]) -> std::io::Result<std::process::Output> {
-    let fd = ns.fd().as_raw_fd();
-    let mut cmd = Command::new("ip");
-    cmd.args(args);
-    // SAFETY: setns is async-signal-safe; it runs in the child between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.output()
+    mptcp_runner::nft::run_in(ns, "ip", args, None)
 }
 
 fn endpoint_dump_matches_ip() -> Result<Completion, Failed> {
