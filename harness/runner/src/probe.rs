@@ -15,11 +15,15 @@
 //! | `sysctl:net.mptcp.<name>` | `/proc/sys/net/mptcp/<name>` exists in a fresh namespace |
 //! | `pm`, `pm:cmd:<command>` | the `mptcp_pm` generic-netlink family resolves and lists the command (`add_addr` ... `subflow_destroy`) |
 //! | `pm:attr:<attr>` | an operation's policy (`CTRL_CMD_GETPOLICY`) has the attribute (`token`, `addr.port`, ...); `addr.addr4`, which the dump omits, when an IPv4 endpoint was accepted |
+//! | `pm:limits_max=8`, `pm:endpoints_max=8` | the largest limit SET_LIMITS accepts (binary search), the number of endpoints the table holds (added until refused), is 8 |
+//! | `pm:extack` | a refusal carries an extended-ACK message (set_flags on a missing endpoint says why) |
 //! | `pm:<flag>` | an endpoint added with the flag reads back with it (`signal` ... `laminar`); `implicit`: the kernel refuses to create one as reserved ("can't create IMPLICIT endpoint") |
 //! | `events`, `events:listener` | the `mptcp_pm_events` group exists; a `listen()` produces `listener_created` |
 //! | `counter:<MPTcpExt...>` | the counter is in the namespace's `/proc/net/netstat` |
 //! | `mptcp_info`, `mptcp_info:<field>` | `MPTCP_INFO` answers; the field lies inside the length it returns |
 //! | `tcpinfo`, `subflow_addrs`, `full_info` | `MPTCP_TCPINFO`, `MPTCP_SUBFLOW_ADDRS`, `MPTCP_FULL_INFO` answer on a connected socket |
+//! | `protocols:mptcp_inuse` | `/proc/net/protocols` counts MPTCP sockets (non-zero with a listener and a connection open) |
+//! | `mptfo` | an MPTCP listener accepts `setsockopt(TCP_FASTOPEN)` (MPTFO's server side) |
 //! | `diag` | a `SOCK_DIAG_BY_FAMILY` dump with `INET_DIAG_REQ_PROTOCOL` = IPPROTO_MPTCP answers (not ENOENT) |
 //! | `qdisc:<kind>` | `netem`, `tbf`, `htb`, `clsact` added on `lo` and dumped back |
 //! | `tc` | the `tc` tool runs inside a namespace (host `tc` commands use it) |
@@ -412,6 +416,8 @@ fn probe_pm(caps: &mut Capabilities, ns: &Netns) {
     // Endpoint flags: add one endpoint per flag and read it back.
     let mut flags: Vec<(String, bool, String)> = Vec::new();
     let mut addr4_accepted = None;
+    let mut extack: Option<(bool, String)> = None;
+    let mut sizes: Vec<(&str, Result<u32, String>)> = Vec::new();
     match PmClient::open(ns, "probe") {
         Err(e) => {
             for f in FLAG_WORDS {
@@ -453,6 +459,40 @@ fn probe_pm(caps: &mut Capabilities, ns: &Netns) {
                 flags.push(((*word).to_owned(), found.0, found.1));
             }
             let _ = pm.request(&wpm::PmRequest::FlushAddrs);
+            sizes.push(("limits_max", pm_limits_max(&pm)));
+            sizes.push(("endpoints_max", pm_endpoints_max(&pm)));
+            let _ = pm.request(&wpm::PmRequest::FlushAddrs);
+            // Whether refusals say why: changing the flags of an endpoint that does not exist.
+            let refusal = pm.request(&wpm::PmRequest::SetFlags {
+                target: wpm::AddrTarget::Id(200),
+                flags: EndpointFlags::BACKUP,
+                token: None,
+                remote: None,
+            });
+            extack = Some(match refusal {
+                Err(e) => match e.source.ext_ack_msg() {
+                    Some(m) => (true, format!("set_flags on a missing endpoint is refused with \"{m}\"")),
+                    None => (false, format!("set_flags on a missing endpoint is refused without an extended-ACK message ({})", e.source)),
+                },
+                Ok(_) => (false, "set_flags on a missing endpoint was accepted".to_owned()),
+            });
+        }
+    }
+    if let Some((p, d)) = extack {
+        caps.push("pm:extack", p, d);
+    }
+    for (name, found) in sizes {
+        let (value, detail) = match found {
+            Ok(v) => (Some(v), String::new()),
+            Err(e) => (None, e),
+        };
+        for want in PM_SIZES {
+            let cap = format!("pm:{name}={want}");
+            match value {
+                Some(v) if v == want => caps.push(cap, true, format!("{name} is {v}")),
+                Some(v) => caps.push(cap, false, format!("this kernel's {name} is {v}, not {want}")),
+                None => caps.push(cap, false, detail.clone()),
+            }
         }
     }
     if addr4_accepted == Some(true) && !attrs.contains_key("addr.addr4") {
@@ -472,6 +512,40 @@ fn probe_pm(caps: &mut Capabilities, ns: &Netns) {
     for (f, p, d) in flags {
         caps.push(format!("pm:{f}"), p, d);
     }
+}
+
+/// The sizes `pm:limits_max=N` / `pm:endpoints_max=N` are probed against (the in-kernel
+/// PM's historical maximum is 8; newer kernels may raise it).
+const PM_SIZES: [u32; 1] = [8];
+
+/// The largest `add_addr_accepted` (and `subflows`) limit the kernel accepts: binary search
+/// over SET_LIMITS, which refuses values above the maximum; the limits are put back to 0.
+fn pm_limits_max(pm: &PmClient) -> Result<u32, String> {
+    let set = |n: u32| pm.request(&wpm::PmRequest::SetLimits { rcv_add_addrs: Some(n), subflows: Some(n) }).is_ok();
+    if !set(0) {
+        return Err("SET_LIMITS 0 0 is refused".into());
+    }
+    let (mut ok, mut bad) = (0u32, 1025u32);
+    while bad - ok > 1 {
+        let mid = ok + (bad - ok) / 2;
+        if set(mid) { ok = mid } else { bad = mid }
+    }
+    set(0);
+    if bad == 1025 { Err("SET_LIMITS accepts 1024: no maximum found".into()) } else { Ok(ok) }
+}
+
+/// How many endpoints the in-kernel PM's table holds: add distinct ones until refused.
+fn pm_endpoints_max(pm: &PmClient) -> Result<u32, String> {
+    let _ = pm.request(&wpm::PmRequest::FlushAddrs);
+    for n in 0..300u32 {
+        let addr = IpAddr::from([10, 254, (n / 250) as u8, (n % 250 + 1) as u8]);
+        if let Err(e) = pm.add(Endpoint::new(addr)) {
+            let _ = pm.request(&wpm::PmRequest::FlushAddrs);
+            return if n == 0 { Err(format!("the first endpoint is refused: {}", e.source)) } else { Ok(n) };
+        }
+    }
+    let _ = pm.request(&wpm::PmRequest::FlushAddrs);
+    Err("300 endpoints accepted: no maximum found".into())
 }
 
 /// A loopback MPTCP connection: socket options, inet_diag and the listener event.
@@ -538,6 +612,15 @@ fn probe_sockets(caps: &mut Capabilities, ns: &Netns) {
         Ok(n) => caps.push("diag", true, format!("SOCK_DIAG dump for IPPROTO_MPTCP listed {n} socket(s)")),
         Err(e) => caps.push("diag", false, e.clone()),
     }
+    match &found.inuse {
+        Ok(0) => caps.push("protocols:mptcp_inuse", false, "/proc/net/protocols counts 0 MPTCP sockets with a listener and a connection open: this kernel does not account msk in use"),
+        Ok(n) => caps.push("protocols:mptcp_inuse", true, format!("/proc/net/protocols counted {n} MPTCP sockets (a listener and a connection)")),
+        Err(e) => caps.push("protocols:mptcp_inuse", false, e.clone()),
+    }
+    match &found.fastopen {
+        Ok(()) => caps.push("mptfo", true, "an MPTCP listener accepts TCP_FASTOPEN"),
+        Err(e) => caps.push("mptfo", false, format!("setsockopt(TCP_FASTOPEN) on an MPTCP listener: {e}")),
+    }
 }
 
 #[derive(Debug)]
@@ -547,6 +630,29 @@ struct SocketFindings {
     subflow_addrs: Result<(u32, u32), io::Error>,
     full_info: Result<usize, io::Error>,
     diag: Result<usize, String>,
+    /// `/proc/net/protocols`' MPTCP `sockets` column with a listener and an established
+    /// connection open (3 msk when the kernel accounts them).
+    inuse: Result<u64, String>,
+    /// `setsockopt(TCP_FASTOPEN)` on an MPTCP listener.
+    fastopen: io::Result<()>,
+}
+
+fn protocols_inuse() -> Result<u64, String> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/protocols").map_err(|e| format!("read /proc/net/protocols: {e}"))?;
+    crate::checks::protocols_sockets(&text, "MPTCP")?.ok_or_else(|| "/proc/net/protocols has no MPTCP row".into())
+}
+
+/// MPTFO's server side: an MPTCP listener accepts `TCP_FASTOPEN` (a queue length).
+fn fastopen_listener() -> io::Result<()> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let lst = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP))?;
+    lst.bind(&SockAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 0))))?;
+    let qlen: libc::c_int = 16;
+    // SAFETY: `qlen` outlives the call; the length is its size.
+    let r = unsafe {
+        libc::setsockopt(lst.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_FASTOPEN, (&raw const qlen).cast(), size_of::<libc::c_int>() as libc::socklen_t)
+    };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Runs inside the scratch namespace: listen, connect, accept over 127.0.0.1, then read the
@@ -573,8 +679,10 @@ fn loopback_probe() -> io::Result<SocketFindings> {
     let mut full = [0u8; 512];
     let full_info = getsockopt_buf(fd, MPTCP_FULL_INFO, &mut full);
     let diag = diag_dump();
+    let inuse = protocols_inuse();
     drop((srv, cli, lst));
-    Ok(SocketFindings { info, tcpinfo, subflow_addrs, full_info, diag })
+    let fastopen = fastopen_listener();
+    Ok(SocketFindings { info, tcpinfo, subflow_addrs, full_info, diag, inuse, fastopen })
 }
 
 fn getsockopt_buf(fd: RawFd, opt: i32, buf: &mut [u8]) -> io::Result<usize> {

@@ -1129,6 +1129,24 @@ strict = false
         assert!(c.transparent);
     }
 
+    const PM_STEP: &str = "summary = \"s\"\ntopology = \"pair\"\n\n[[steps]]\nhost = \"server\"\npm = \"add\"\naddr = \"10.0.1.1\"\n";
+
+    #[test]
+    fn a_refusal_names_one_errno_or_any_of_several() {
+        let errors = |c: &Case| match &c.steps[0] {
+            crate::steps::Step::Pm { expect, .. } => expect.error.clone().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let c = load(&format!("{PM_STEP}error = {{ errno = \"EEXIST\" }}\n")).unwrap();
+        assert_eq!(errors(&c), (vec![17], None));
+        let c = load(&format!("{PM_STEP}error = {{ errno = [\"EEXIST\", \"EINVAL\"], extack = \"dup\" }}\n")).unwrap();
+        assert_eq!(errors(&c), (vec![17, 22], Some("dup".into())));
+        let e = one_error(&format!("{PM_STEP}error = {{ errno = [\"EEXIST\", \"EWHAT\"] }}\n"));
+        assert!(e.starts_with("cases/t/case.toml:8: steps[0].error.errno[1]: unknown errno name \"EWHAT\""), "{e}");
+        let e = one_error(&format!("{PM_STEP}error = {{ errno = [] }}\n"));
+        assert!(e.contains("steps[0].error.errno: an empty errno list"), "{e}");
+    }
+
     #[test]
     fn case_ids_come_from_paths() {
         assert_eq!(case_id(Path::new("cases"), Path::new("cases/join/subflows/one.toml")), "join::subflows::one");

@@ -90,8 +90,25 @@ pub(crate) mod raw {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Error {
-        pub errno: Option<String>,
+        pub errno: Option<Errnos>,
         pub extack: Option<String>,
+    }
+
+    /// `errno = "EEXIST"` or `errno = ["EEXIST", "EINVAL"]` (any of them).
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    pub enum Errnos {
+        One(String),
+        Any(Vec<String>),
+    }
+
+    impl Errnos {
+        pub fn names(&self) -> Vec<&str> {
+            match self {
+                Errnos::One(n) => vec![n.as_str()],
+                Errnos::Any(v) => v.iter().map(String::as_str).collect(),
+            }
+        }
     }
 
     #[derive(Debug, Deserialize)]
@@ -229,8 +246,9 @@ pub struct EndpointExpect {
 /// What a step's command must produce.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StepExpect {
-    /// Expected refusal: errno and/or a substring of the extended ACK. `None`: success.
-    pub error: Option<(Option<i32>, Option<String>)>,
+    /// Expected refusal: one of these errnos (empty: any) and/or a substring of the extended
+    /// ACK. `None`: success.
+    pub error: Option<(Vec<i32>, Option<String>)>,
     /// Expected `dump` answer, in order.
     pub endpoints: Option<Vec<EndpointExpect>>,
     /// Expected `get` answer.
@@ -695,13 +713,21 @@ fn validate_step(
 
     let mut expect = StepExpect::default();
     if let Some(e) = &s.error {
-        let n = e.errno.as_ref().and_then(|n| {
-            let v = errno::by_name(n);
-            if v.is_none() {
-                errs.push(src.error(at.key("error").key("errno"), format!("unknown errno name {n:?}")));
+        let names = e.errno.as_ref().map(raw::Errnos::names).unwrap_or_default();
+        let mut n = Vec::new();
+        for (j, name) in names.iter().enumerate() {
+            let key = match &e.errno {
+                Some(raw::Errnos::Any(_)) => at.key("error").key("errno").index(j),
+                _ => at.key("error").key("errno"),
+            };
+            match errno::by_name(name) {
+                Some(v) => n.push(v),
+                None => errs.push(src.error(key, format!("unknown errno name {name:?}"))),
             }
-            v
-        });
+        }
+        if matches!(&e.errno, Some(raw::Errnos::Any(v)) if v.is_empty()) {
+            errs.push(src.error(at.key("error").key("errno"), "an empty errno list: name at least one errno"));
+        }
         if e.errno.is_none() && e.extack.is_none() {
             errs.push(src.error(at.key("error"), "an expected error needs `errno` and/or `extack`"));
         }

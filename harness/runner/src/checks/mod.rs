@@ -14,6 +14,10 @@ mod protocols;
 mod sock_diag;
 mod sockopt;
 
+pub(crate) use protocols::parse_sockets as protocols_sockets;
+/// The prefix of a check's result line that means "cannot run on this kernel".
+pub(crate) const SKIP_PREFIX: &str = common::SKIP;
+
 use crate::topology::Host;
 use crate::wait::Deadline;
 

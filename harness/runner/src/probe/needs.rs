@@ -62,7 +62,10 @@ pub fn needs(case: &Case) -> BTreeMap<String, String> {
         let at = format!("connections[{i}]");
         // An IPv6 socket (v4-mapped addresses and the default `::` listener included).
         if c.connect.is_ipv6() || c.listen.is_ipv6() {
-            n.add("ipv6".into(), at);
+            n.add("ipv6".into(), at.clone());
+        }
+        if c.fastopen {
+            n.add("mptfo".into(), format!("{at}.fastopen"));
         }
     }
     for (host, e) in &case.expect {
@@ -176,12 +179,27 @@ impl Needs {
                             self.add(cap.into(), at.clone());
                         }
                     }
+                    for cap in check_needs(name) {
+                        self.add((*cap).into(), at.clone());
+                    }
                 }
                 Step::Nft { at, rules, .. } => self.nft(rules, at),
                 Step::Repeat { steps, .. } => self.steps(steps),
                 _ => {}
             }
         }
+    }
+}
+
+/// What a built-in check reads beyond its family (`diag`, `tcpinfo`, ...): the counter,
+/// `mptcp_info` fields or accounting whose absence makes it unable to run.
+fn check_needs(name: &str) -> &'static [&'static str] {
+    match name {
+        "diag_cestab" => &["counter:MPTcpExtMPCurrEstab"],
+        "diag_msk_inuse" => &["protocols:mptcp_inuse"],
+        "diag_last_time_info" => &["mptcp_info:last_data_sent", "mptcp_info:last_data_recv", "mptcp_info:last_ack_recv"],
+        "sockopt_info" => &["mptcp_info:bytes_sent", "mptcp_info:bytes_received", "mptcp_info:bytes_acked"],
+        _ => &[],
     }
 }
 
