@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the harness and its tests use on a fresh Debian machine (run as root).
+# Installs what the harness and its tests use on a fresh Debian machine (run as root), the VM
+# matrix's tools included (ci/setup-vm.sh).
 # Rust comes from rustup (not installed here). Idempotent; quiet unless something fails.
 set -euo pipefail
 
@@ -21,4 +22,6 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The kernel matrix (ci/vm-run, `mptcp-conformance vm`): virtme-ng and QEMU.
+bash "$(dirname "${BASH_SOURCE[0]}")/setup-vm.sh"
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }

@@ -15,7 +15,7 @@
 //! | `sysctl:net.mptcp.<name>` | `/proc/sys/net/mptcp/<name>` exists in a fresh namespace |
 //! | `pm`, `pm:cmd:<command>` | the `mptcp_pm` generic-netlink family resolves and lists the command (`add_addr` ... `subflow_destroy`) |
 //! | `pm:attr:<attr>` | an operation's policy (`CTRL_CMD_GETPOLICY`) has the attribute (`token`, `addr.port`, ...); `addr.addr4`, which the dump omits, when an IPv4 endpoint was accepted |
-//! | `pm:limits_max=8`, `pm:endpoints_max=8` | the largest limit SET_LIMITS accepts (binary search), the number of endpoints the table holds (added until refused), is 8 |
+//! | `pm:limits_max=N`, `pm:endpoints_max=N` (N = 8, 64) | the largest limit SET_LIMITS accepts (binary search), the number of endpoints the table holds (added until refused), is N |
 //! | `pm:extack` | a refusal carries an extended-ACK message (set_flags on a missing endpoint says why) |
 //! | `pm:<flag>` | an endpoint added with the flag reads back with it (`signal` ... `laminar`); `implicit`: the kernel refuses to create one as reserved ("can't create IMPLICIT endpoint") |
 //! | `events`, `events:listener` | the `mptcp_pm_events` group exists; a `listen()` produces `listener_created` |
@@ -516,7 +516,7 @@ fn probe_pm(caps: &mut Capabilities, ns: &Netns) {
 
 /// The sizes `pm:limits_max=N` / `pm:endpoints_max=N` are probed against (the in-kernel
 /// PM's historical maximum is 8; newer kernels may raise it).
-const PM_SIZES: [u32; 1] = [8];
+const PM_SIZES: [u32; 2] = [8, 64];
 
 /// The largest `add_addr_accepted` (and `subflows`) limit the kernel accepts: binary search
 /// over SET_LIMITS, which refuses values above the maximum; the limits are put back to 0.
