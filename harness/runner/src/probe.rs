@@ -16,6 +16,8 @@
 //! | `pm`, `pm:cmd:<command>` | the `mptcp_pm` generic-netlink family resolves and lists the command (`add_addr` ... `subflow_destroy`) |
 //! | `pm:attr:<attr>` | an operation's policy (`CTRL_CMD_GETPOLICY`) has the attribute (`token`, `addr.port`, ...); `addr.addr4`, which the dump omits, when an IPv4 endpoint was accepted |
 //! | `pm:limits_max=N`, `pm:endpoints_max=N` (N = 8, 64) | the largest limit SET_LIMITS accepts (binary search), the number of endpoints the table holds (added until refused), is N |
+//! | `pm:endp_fullmesh_max` | with a fullmesh endpoint in the namespace, a connection's `mptcp_info` reports a non-zero `endp_fullmesh_max` (the in-kernel PM counts fullmesh endpoints, and caps fullmesh subflows by them) |
+//! | `!<name>` (in `requires`) | satisfied when `<name>` is missing: the variant of a case for kernels without it |
 //! | `pm:extack` | a refusal carries an extended-ACK message (set_flags on a missing endpoint says why) |
 //! | `pm:<flag>` | an endpoint added with the flag reads back with it (`signal` ... `laminar`); `implicit`: the kernel refuses to create one as reserved ("can't create IMPLICIT endpoint") |
 //! | `events`, `events:listener` | the `mptcp_pm_events` group exists; a `listen()` produces `listener_created` |
@@ -160,8 +162,14 @@ impl Capabilities {
     }
 
     /// Why a capability is missing here, `None` if present. `lang:<feature>` is always
-    /// missing; a name the probe does not know is missing with that reason.
+    /// missing; a name the probe does not know is missing with that reason; `!name` is
+    /// "missing" exactly when `name` is present (a case written for kernels without it).
     pub fn missing_reason(&self, name: &str) -> Option<String> {
+        // `!name`: the case is the variant for kernels without that capability.
+        if let Some(inner) = name.strip_prefix('!') {
+            let detail = self.get(inner).map(|c| format!(" ({})", c.detail)).unwrap_or_default();
+            return self.has(inner).then(|| format!("{inner} is present{detail}: this case is the variant for kernels without it"));
+        }
         if let Some(feature) = name.strip_prefix("lang:") {
             return Some(format!("the case language cannot express {feature} yet"));
         }
@@ -551,7 +559,31 @@ fn pm_endpoints_max(pm: &PmClient) -> Result<u32, String> {
 /// A loopback MPTCP connection: socket options, inet_diag and the listener event.
 fn probe_sockets(caps: &mut Capabilities, ns: &Netns) {
     let recorder = EventRecorder::start(ns, "probe");
+    // A fullmesh endpoint during the connection: kernels that count them report it in
+    // mptcp_info's endp_fullmesh_max (older ones have a reserved 0 byte there).
+    let pm = PmClient::open(ns, "probe").ok();
+    let fullmesh = pm.as_ref().map(|pm| {
+        let ep = Endpoint::new(IpAddr::from([10, 255, 9, 9])).with_flags(EndpointFlags::SUBFLOW | EndpointFlags::FULLMESH);
+        pm.add(ep).map_err(|e| e.source.to_string())
+    });
     let found = ns.run(loopback_probe);
+    if let Some(pm) = &pm {
+        let _ = pm.request(&wpm::PmRequest::FlushAddrs);
+    }
+    let fullmesh_max = match (&fullmesh, &found) {
+        (Some(Ok(())), Ok(Ok(f))) => match &f.info {
+            Ok(bytes) => match MptcpInfo::from_bytes(bytes).get("endp_fullmesh_max") {
+                Some(0) => (false, "with one fullmesh endpoint, mptcp_info's endp_fullmesh_max reads 0: this kernel does not count fullmesh endpoints".to_owned()),
+                Some(n) => (true, format!("with one fullmesh endpoint, mptcp_info's endp_fullmesh_max reads {n}")),
+                None => (false, format!("mptcp_info ({} bytes) has no endp_fullmesh_max", bytes.len())),
+            },
+            Err(e) => (false, format!("getsockopt(MPTCP_INFO): {e}")),
+        },
+        (Some(Err(e)), _) => (false, format!("adding a fullmesh endpoint is refused: {e}")),
+        (None, _) => (false, "cannot open a PM client".to_owned()),
+        (_, _) => (false, "the loopback MPTCP connection failed".to_owned()),
+    };
+    caps.push("pm:endp_fullmesh_max", fullmesh_max.0, fullmesh_max.1);
     match &recorder {
         Ok(r) => {
             let seen = r.wait_for(Deadline::after(Duration::from_millis(300)), |l| {
