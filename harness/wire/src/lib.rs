@@ -37,6 +37,7 @@
 
 pub mod diag;
 pub mod event;
+pub mod fields;
 pub mod genl;
 pub mod mib;
 pub mod mptcp_info;

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::fields::{Field, Gated};
+
 /// `SOL_MPTCP`.
 pub const SOL_MPTCP: i32 = 284;
 /// `MPTCP_INFO` socket option.
@@ -23,7 +25,7 @@ pub const MPTCP_INFO_FLAG_FALLBACK: u32 = 1 << 0;
 pub const MPTCP_INFO_FLAG_REMOTE_KEY_RECEIVED: u32 = 1 << 1;
 
 /// Kind and byte offset of every field, in uapi order (6.19 layout; holes skipped).
-const FIELDS: &[(&str, usize, usize)] = &[
+const FIELDS: &[Field] = &[
     ("subflows", 0, 1),
     ("add_addr_signal", 1, 1),
     ("add_addr_accepted", 2, 1),
@@ -57,23 +59,23 @@ pub const MPTCP_INFO_SIZE: usize = 96;
 /// A decoded `struct mptcp_info`: the returned bytes, read through length-gated accessors.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MptcpInfo {
-    bytes: Vec<u8>,
+    fields: Gated,
 }
 
 impl MptcpInfo {
     /// Wraps the bytes the kernel returned (exactly the returned length).
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        MptcpInfo { bytes: bytes.to_vec() }
+        MptcpInfo { fields: Gated::new(FIELDS, bytes) }
     }
 
     /// The length the kernel returned.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.fields.bytes().len()
     }
 
     /// Whether nothing was returned.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.fields.bytes().is_empty()
     }
 
     /// Every field name, in layout order.
@@ -83,7 +85,7 @@ impl MptcpInfo {
 
     /// Whether `name` is a known field.
     pub fn is_field(name: &str) -> bool {
-        FIELDS.iter().any(|(n, _, _)| *n == name)
+        Gated::is_field(FIELDS, name)
     }
 
     /// A field by name (uapi name without `mptcpi_`; aliases `extra_subflows`,
@@ -98,11 +100,7 @@ impl MptcpInfo {
             "endp_subflow_max" => "local_addr_max",
             n => n,
         };
-        let (_, off, size) = FIELDS.iter().find(|(n, _, _)| *n == name)?;
-        let b = self.bytes.get(*off..off + size)?;
-        let mut v = [0u8; 8];
-        v[..*size].copy_from_slice(b);
-        Some(u64::from_ne_bytes(v))
+        self.fields.get(name)
     }
 
     /// `mptcpi_token`.
@@ -120,21 +118,7 @@ impl fmt::Debug for MptcpInfo {
 impl fmt::Display for MptcpInfo {
     /// `subflows=1 add_addr_signal=0 ... token=0x1234abcd ...` for the fields present.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for (name, _, _) in FIELDS {
-            if let Some(v) = self.get(name) {
-                if !first {
-                    f.write_str(" ")?;
-                }
-                first = false;
-                if *name == "token" || *name == "flags" {
-                    write!(f, "{name}={v:#x}")?;
-                } else {
-                    write!(f, "{name}={v}")?;
-                }
-            }
-        }
-        Ok(())
+        self.fields.write(f, &["token", "flags"])
     }
 }
 

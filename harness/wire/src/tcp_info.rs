@@ -8,10 +8,12 @@
 
 use std::fmt;
 
+use crate::fields::{Field, Gated};
+
 /// Name, byte offset and size of the fields this crate reads, in uapi order (6.18 layout).
 /// The bit fields of byte 6 and 7 (window scales, `delivery_rate_app_limited`,
 /// `fastopen_client_fail`) are not split.
-const FIELDS: &[(&str, usize, usize)] = &[
+const FIELDS: &[Field] = &[
     ("state", 0, 1),
     ("ca_state", 1, 1),
     ("retransmits", 2, 1),
@@ -91,43 +93,39 @@ pub const TCP_ESTABLISHED: u8 = 1;
 /// A decoded `struct tcp_info`: the returned bytes, read through length-gated accessors.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TcpInfo {
-    bytes: Vec<u8>,
+    fields: Gated,
 }
 
 impl TcpInfo {
     /// Wraps the bytes the kernel returned (exactly the returned length).
     pub fn from_bytes(bytes: &[u8]) -> Self {
-        TcpInfo { bytes: bytes.to_vec() }
+        TcpInfo { fields: Gated::new(FIELDS, bytes) }
     }
 
     /// The bytes, as returned.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        self.fields.bytes()
     }
 
     /// The length the kernel returned.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.fields.bytes().len()
     }
 
     /// Whether nothing was returned.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.fields.bytes().is_empty()
     }
 
     /// Whether `name` is a field this crate knows (uapi name without `tcpi_`).
     pub fn is_field(name: &str) -> bool {
-        FIELDS.iter().any(|(n, _, _)| *n == name)
+        Gated::is_field(FIELDS, name)
     }
 
     /// A field by name (uapi name without `tcpi_`); `None` if the struct is too short for it
     /// or the name is unknown.
     pub fn get(&self, name: &str) -> Option<u64> {
-        let (_, off, size) = FIELDS.iter().find(|(n, _, _)| *n == name)?;
-        let b = self.bytes.get(*off..off + size)?;
-        let mut v = [0u8; 8];
-        v[..*size].copy_from_slice(b);
-        Some(u64::from_ne_bytes(v))
+        self.fields.get(name)
     }
 
     /// `tcpi_bytes_sent` (Linux 5.5+).
@@ -150,17 +148,7 @@ impl fmt::Debug for TcpInfo {
 impl fmt::Display for TcpInfo {
     /// `state=1 ... bytes_sent=5 bytes_received=6 ...` for the fields present.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for (name, _, _) in FIELDS {
-            if let Some(v) = self.get(name) {
-                if !first {
-                    f.write_str(" ")?;
-                }
-                first = false;
-                write!(f, "{name}={v}")?;
-            }
-        }
-        Ok(())
+        self.fields.write(f, &[])
     }
 }
 
