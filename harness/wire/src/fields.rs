@@ -9,7 +9,7 @@ use std::fmt;
 pub type Field = (&'static str, usize, usize);
 
 /// Returned bytes read through a field table.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gated {
     table: &'static [Field],
     bytes: Vec<u8>,
