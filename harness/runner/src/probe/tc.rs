@@ -121,12 +121,17 @@ pub(super) fn probe_tc(caps: &mut Capabilities, rt: &mut RawNl) {
     let (clsact, d) = qdisc(rt, "clsact", 0xFFFF_0000, TC_H_CLSACT, None);
     caps.push("qdisc:clsact", clsact, d);
 
-    // The fw classifier on clsact's ingress (no options: the kernel accepts an empty old-style
-    // fw filter).
+    // The fw classifier on clsact's ingress, as the fail cases use it: a handle (the packet
+    // mark) and a class id. (An old-style fw filter without options is accepted, but then
+    // every filter dump of the device fails with EMSGSIZE on 6.1-7.2: not a usable probe.)
     if clsact {
+        const TCA_FW_CLASSID: u16 = 1;
         let info = (1u32 << 16) | u32::from((libc::ETH_P_ALL as u16).to_be());
-        let mut w = AttrWriter::with_header(&tcmsg(LO, 0, TC_H_INGRESS_OF_CLSACT, info));
+        let mut w = AttrWriter::with_header(&tcmsg(LO, 2, TC_H_INGRESS_OF_CLSACT, info));
         w.put_str(TCA_KIND, "fw");
+        let opts = w.begin_nested(TCA_OPTIONS);
+        w.put_u32(TCA_FW_CLASSID, 0x1_0001);
+        w.end_nested(opts);
         let r = match rt.request(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL, w.as_bytes()) {
             Err(e) => (false, format!("tc filter add dev lo ingress ... fw: {e}")),
             Ok(_) => match rt.request(RTM_GETTFILTER, NLM_F_DUMP, &tcmsg(LO, 0, TC_H_INGRESS_OF_CLSACT, 0)) {
