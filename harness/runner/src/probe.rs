@@ -63,7 +63,7 @@ mod netlink;
 mod strict;
 mod tc;
 
-pub use needs::{info_field, needs, pm_command_name, skip_reason};
+pub use needs::{info_field, needs, pm_command_name, skip_reason, unchecked_counters};
 pub use strict::{Strictness, parse_allow_list};
 
 /// One probed capability.

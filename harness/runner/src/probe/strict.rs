@@ -18,6 +18,8 @@ pub struct Strictness {
     pub allow: Vec<String>,
 }
 
+static STRICT_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Strictness {
     /// From the environment; `cli_strict` is `--strict`. Fails if the allow file is unreadable.
     pub fn from_env(cli_strict: bool) -> Result<Strictness, String> {
@@ -30,7 +32,18 @@ impl Strictness {
                 .map_err(|e| format!("read the allow-list MPTCP_CT_ALLOW_FILE={}: {e}", std::path::Path::new(&path).display()))?;
             allow.extend(parse_allow_list(&text));
         }
-        Ok(Strictness { require: crate::env::require(), strict: cli_strict || crate::env::strict(), allow })
+        let s = Strictness { require: crate::env::require(), strict: cli_strict || crate::env::strict(), allow };
+        if s.active() {
+            STRICT_REQUESTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(s)
+    }
+
+    /// Whether this process asked for strict mode (or MPTCP_CT_REQUIRE) anywhere: then a
+    /// counter the kernel lacks is a missing capability even where a case only names it in
+    /// its expectations (upstream's "expect all features").
+    pub fn requested() -> bool {
+        STRICT_REQUESTED.load(std::sync::atomic::Ordering::Relaxed) || crate::env::strict() || crate::env::require()
     }
 
     /// Whether skips can become failures at all.
