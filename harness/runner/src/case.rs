@@ -83,7 +83,9 @@ static SERIAL: RwLock<()> = RwLock::new(());
 pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
     let start = Instant::now();
     let (verdict, report, artifacts) = {
-        let _guard: Box<dyn std::any::Any> = if case.serial {
+        // A case without PM-event listeners runs alone: the kernel's daemon check sees any
+        // listener of the machine (see `Case::without_pm_listeners`).
+        let _guard: Box<dyn std::any::Any> = if case.serial || case.without_pm_listeners() {
             Box::new(SERIAL.write().unwrap_or_else(|p| p.into_inner()))
         } else {
             Box::new(SERIAL.read().unwrap_or_else(|p| p.into_inner()))
@@ -182,8 +184,8 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     // Event recorders join each host's mptcp_pm_events group before anything happens.
     let mut recorders = BTreeMap::new();
     for (name, host) in &topo.hosts {
-        if case.hosts.get(name).is_some_and(|h| !h.record_events) {
-            continue;
+        if case.without_pm_listeners() {
+            break;
         }
         match EventRecorder::start(&host.ns, name) {
             Ok(r) => {
@@ -193,10 +195,13 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
         }
     }
 
-    if let Err(e) = setup_hosts(case, &topo) {
-        let _ = writeln!(report, "host setup failed: {e}");
-        return finish(case, ctx, topo, Verdict::Fail, report);
-    }
+    let setup_listeners = match setup_hosts(case, &topo) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(report, "host setup failed: {e}");
+            return finish(case, ctx, topo, Verdict::Fail, report);
+        }
+    };
 
     let before = match snapshots(&topo) {
         Ok(s) => s,
@@ -297,6 +302,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     let settle = Deadline::after(env::scaled(Duration::from_secs(2), ctx.concurrency)).min(deadline);
     phases.push(("traffic", t0.elapsed()));
     drop(held_listeners);
+    drop(setup_listeners);
     let events_hold = || {
         case.expect.iter().all(|(h, e)| {
             e.events.is_empty() || recorders.get(h).is_some_and(|r| events::check_events(h, &e.events, &plain(&r.snapshot()), &vars).is_empty())
@@ -386,7 +392,10 @@ fn stage_name(s: Stage) -> &'static str {
     }
 }
 
-fn setup_hosts(case: &Case, topo: &Topology) -> Result<(), String> {
+/// Applies every host's setup; returns the listeners opened there (`hosts.<h>.listen`), to
+/// be held until the transfers are done.
+fn setup_hosts(case: &Case, topo: &Topology) -> Result<Vec<socket2::Socket>, String> {
+    let mut listeners = Vec::new();
     for (name, setup) in &case.hosts {
         let host = topo.host(name);
         let mut sysctls = setup.sysctls.clone();
@@ -404,9 +413,14 @@ fn setup_hosts(case: &Case, topo: &Topology) -> Result<(), String> {
         for cmd in &setup.tc {
             crate::tc::run(&host.ns, name, cmd)?;
         }
+        crate::route::add_all(host, &setup.routes)?;
+        for (addr, proto) in &setup.listen {
+            let l = traffic::listener(&host.ns, name, addr.ip(), addr.port(), *proto).map_err(|e| format!("{name}: listen on {addr}: {e}"))?;
+            listeners.push(l);
+        }
         pm::apply(host, setup).map_err(|e| format!("{name}: {e}"))?;
     }
-    Ok(())
+    Ok(listeners)
 }
 
 fn snapshots(topo: &Topology) -> Result<BTreeMap<String, Snapshot>, String> {

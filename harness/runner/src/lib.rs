@@ -32,6 +32,7 @@ pub mod pcap;
 pub mod pm;
 pub mod probe;
 pub mod report;
+pub mod route;
 pub mod sockopt;
 pub mod steps;
 pub mod sysctl;

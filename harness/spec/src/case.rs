@@ -74,6 +74,10 @@ mod raw {
         #[serde(default)]
         pub tc: Vec<String>,
         pub record_events: Option<bool>,
+        #[serde(default)]
+        pub listen: Vec<String>,
+        #[serde(default)]
+        pub routes: Vec<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -153,6 +157,8 @@ mod raw {
         pub events_order: Option<String>,
         #[serde(default)]
         pub event_counts: BTreeMap<String, RawCounter>,
+        #[serde(default)]
+        pub event_attr_counts: BTreeMap<String, BTreeMap<String, RawCounter>>,
     }
 }
 
@@ -290,8 +296,15 @@ pub struct HostSetup {
     pub tc: Vec<String>,
     /// Whether the harness subscribes to the host's `mptcp_pm_events` (default true). The
     /// kernel treats any subscriber as a userspace path-manager daemon, so cases about a
-    /// userspace PM *without* a daemon turn it off.
+    /// userspace PM *without* a daemon turn it off. The kernel's check
+    /// (`genl_has_listeners`) looks at the netlink protocol's listener bitmap, which is
+    /// machine-wide, not per namespace: see [`Case::without_pm_listeners`].
     pub record_events: bool,
+    /// Listeners opened at host setup, before any connection and endpoint, open until the
+    /// case ends (another application bound to an address, so MP_JOINs to it find a socket).
+    pub listen: Vec<(std::net::SocketAddr, Proto)>,
+    /// Routes added at host setup (`ip route add ...`).
+    pub routes: Vec<crate::route::HostRoute>,
 }
 
 /// Socket protocol of one side of a connection.
@@ -504,6 +517,17 @@ pub struct ExpectSum {
     pub want: CounterExpect,
 }
 
+impl Case {
+    /// Whether the case runs with nothing subscribed to `mptcp_pm_events` (some host has
+    /// `record_events = false`: a userspace PM without a daemon). The kernel asks
+    /// `genl_has_listeners()`, whose answer comes from the netlink protocol's listener bitmap,
+    /// shared by every namespace of the machine: so no host of the case records events and
+    /// the runner runs the case alone (no other case's recorder may be open meanwhile).
+    pub fn without_pm_listeners(&self) -> bool {
+        self.hosts.values().any(|h| !h.record_events)
+    }
+}
+
 /// The trial name of a case file: its path below `cases/` with `::` separators.
 pub fn case_id(cases_dir: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(cases_dir).unwrap_or(file);
@@ -583,6 +607,8 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             nft: None,
             tc: Vec::new(),
             record_events: true,
+            listen: Vec::new(),
+            routes: Vec::new(),
         };
         for (k, v) in &h.sysctls {
             check_sysctl_name(k, &hp.key("sysctls").key(k), src, errs);
@@ -624,6 +650,28 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         }
         setup.nft = h.nft.clone();
         setup.record_events = h.record_events.unwrap_or(true);
+        for (i, l) in h.listen.iter().enumerate() {
+            match l.parse::<std::net::SocketAddr>() {
+                Ok(a) => setup.listen.push((a, Proto::Mptcp)),
+                Err(_) => errs.push(src.error(hp.key("listen").index(i), format!("{l:?} is not an address:port (\"10.0.2.1:10000\", \"[dead:beef:2::1]:10000\")"))),
+            }
+        }
+        for (i, r) in h.routes.iter().enumerate() {
+            let at = hp.key("routes").index(i);
+            match r.parse::<crate::route::HostRoute>() {
+                Ok(route) => {
+                    if let Some(d) = &route.dev
+                        && !topology.interfaces(name).any(|i| &i.ifname == d)
+                        && d != "lo"
+                    {
+                        errs.push(src.error(at, format!("host {name:?} has no interface {d:?}")));
+                        continue;
+                    }
+                    setup.routes.push(route);
+                }
+                Err(e) => errs.push(src.error(at, format!("{r:?}: {e}"))),
+            }
+        }
         for (i, cmd) in h.tc.iter().enumerate() {
             let words: Vec<&str> = cmd.split_whitespace().collect();
             if !matches!(words.first(), Some(&"qdisc") | Some(&"filter") | Some(&"action")) {
@@ -861,6 +909,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             }
         }
         crate::events::check_count_names(&events.counts, &ep.key("event_counts"), src, errs);
+        events.attr_counts = crate::events::parse_attr_counts(&e.event_attr_counts, &ep.key("event_attr_counts"), src, errs);
         if let Some(slot) = expect.get_mut(name) {
             slot.counters = counters;
             slot.strict = e.strict.unwrap_or(true);
@@ -868,10 +917,15 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         }
     }
 
-    for (name, h) in &hosts {
-        let silent = !h.record_events;
-        if silent && expect.get(name).is_some_and(|e| !e.events.is_empty()) {
-            errs.push(src.error(root.key("expect").key(name), format!("host {name:?} has record_events = false: it has no event log to check")));
+    // The kernel sees a path-manager daemon if any socket of the machine listens to the
+    // events group: with one silent host, no host records events (and the case runs alone).
+    if let Some(silent) = hosts.iter().find(|(_, h)| !h.record_events).map(|(n, _)| n.clone()) {
+        for (name, e) in &expect {
+            if !e.events.is_empty() {
+                errs.push(src.error(root.key("expect").key(name), format!(
+                    "host {silent:?} has record_events = false: the kernel's daemon check is machine-wide, so no host of this case records events and {name:?} has no event log to check"
+                )));
+            }
         }
     }
     let mut expect_sums = Vec::new();
@@ -889,6 +943,20 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         }
     }
     let steps = crate::steps::validate_steps(&raw.steps, &root.key("steps"), &topology, &[], src, errs);
+    if hosts.values().any(|h| !h.record_events) {
+        fn waits(st: &crate::steps::Step) -> bool {
+            match st {
+                crate::steps::Step::WaitEvent { .. } => true,
+                crate::steps::Step::Repeat { steps, .. } => steps.iter().any(waits),
+                _ => false,
+            }
+        }
+        for (i, st) in steps.iter().enumerate() {
+            if waits(st) {
+                errs.push(src.error(root.key("steps").index(i), "wait_event needs an event log, but a host has record_events = false (then no host records events)"));
+            }
+        }
+    }
     if raw.connections.is_empty() && raw.steps.is_empty() {
         errs.push(src.error(root.clone(), "a case needs `connections`, `steps`, or both"));
     }
