@@ -179,6 +179,20 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     };
 
     phases.push(("topology", t0.elapsed()));
+    // `$ll.<ifname>` variables: the kernel-assigned link-local addresses, once usable.
+    let ll_ifaces = case.link_local_interfaces();
+    let resolved;
+    let case = if ll_ifaces.is_empty() {
+        case
+    } else {
+        match crate::linklocal::addresses(case, &topo, &ll_ifaces, deadline) {
+            Ok(lls) => {
+                resolved = crate::linklocal::substitute(case, &lls);
+                &resolved
+            }
+            Err(e) => return finish(case, ctx, topo, Verdict::Fail, format!("link-local addresses: {e}\n")),
+        }
+    };
     let kernel_log = crate::kmsg::Watch::start();
     let capture = crate::pcap::Capture::start(&topo);
     // Event recorders join each host's mptcp_pm_events group before anything happens.
@@ -414,9 +428,10 @@ fn setup_hosts(case: &Case, topo: &Topology) -> Result<Vec<socket2::Socket>, Str
             crate::tc::run(&host.ns, name, cmd)?;
         }
         crate::route::add_all(host, &setup.routes)?;
-        for (addr, proto) in &setup.listen {
-            let l = traffic::listener(&host.ns, name, addr.ip(), addr.port(), *proto).map_err(|e| format!("{name}: listen on {addr}: {e}"))?;
-            listeners.push(l);
+        for l in &setup.listen {
+            let sa = crate::linklocal::scoped(host, l.addr.ip(), l.addr.port(), l.ll.as_ref());
+            let sock = traffic::listener_at(&host.ns, name, sa, l.proto, &traffic::SockSetup::default()).map_err(|e| format!("{name}: listen on {sa}: {e}"))?;
+            listeners.push(sock);
         }
         pm::apply(host, setup).map_err(|e| format!("{name}: {e}"))?;
     }
@@ -527,7 +542,9 @@ fn connect_and_exchange(
     let sv = format!("{} (server)", c.server);
     let common = traffic::SockSetup { sndbuf: c.sndbuf, rcvbuf: c.rcvbuf, mark: c.mark, ..Default::default() };
     let lsetup = traffic::SockSetup { transparent: c.transparent, fastopen: c.fastopen, ..common };
-    let lst = traffic::listener_with(&server.ns, &sv, c.listen, c.port, c.server_proto, &lsetup).map_err(at(Stage::Listen))?;
+    let lsa = crate::linklocal::scoped(server, c.listen, c.port, c.listen_ll.as_ref());
+    let lst = traffic::listener_at(&server.ns, &sv, lsa, c.server_proto, &lsetup).map_err(at(Stage::Listen))?;
+    let dst = crate::linklocal::scoped(client, c.connect, c.port, c.connect_ll.as_ref());
     let mut lst = Some(lst);
     let mut total = (Transfer::default(), Transfer::default());
     let mut established = Some(established);
@@ -548,7 +565,7 @@ fn connect_and_exchange(
                 reconnecting: round > 0,
                 last: run + 1 == c.repeat && round == c.reconnect,
             };
-            let ends = Ends { cl: &cl, sv: &sv, deadline, gate };
+            let ends = Ends { cl: &cl, sv: &sv, dst, deadline, gate };
             let (t, back) = exchange_once(c, &turn, sock, &mut lst, &ends, established.take())?;
             total.0 += t.0;
             total.1 += t.1;
@@ -576,6 +593,8 @@ struct Turn {
 struct Ends<'a> {
     cl: &'a str,
     sv: &'a str,
+    /// Where the client connects (with a scope id for a link-local address).
+    dst: SocketAddr,
     deadline: Deadline,
     gate: &'a Gate,
 }
@@ -591,8 +610,7 @@ fn exchange_once(
     ends: &Ends<'_>,
     established: Option<&mut dyn FnMut(Option<ConnInfo>)>,
 ) -> Staged<((Transfer, Transfer), Option<socket2::Socket>)> {
-    let Ends { cl, sv, deadline, gate } = *ends;
-    let dst = SocketAddr::new(c.connect, c.port);
+    let Ends { cl, sv, dst, deadline, gate } = *ends;
     let (up, down) = seeds(turn.index);
     let (up, down) = (up + (turn.seq << 20), down + (turn.seq << 20));
     let stage = |e| (None, e);

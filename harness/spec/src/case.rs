@@ -276,6 +276,20 @@ pub struct Endpoint {
     pub port: Option<u16>,
     /// Interface name in the host.
     pub dev: Option<String>,
+    /// `addr = "$ll.<ifname>"`: the interface's link-local address, substituted by the runner
+    /// (`addr` holds a placeholder until then).
+    pub addr_ll: Option<crate::linklocal::LinkLocal>,
+}
+
+/// A listener opened at host setup (`hosts.<h>.listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupListener {
+    /// Address and port (a placeholder address while `ll` is unresolved).
+    pub addr: std::net::SocketAddr,
+    /// Protocol.
+    pub proto: Proto,
+    /// A link-local address variable (`"[$ll.ns1eth2%ns1eth2]:10000"`).
+    pub ll: Option<crate::linklocal::LinkLocal>,
 }
 
 /// Per-host setup, applied after the topology is built and before traffic.
@@ -302,7 +316,7 @@ pub struct HostSetup {
     pub record_events: bool,
     /// Listeners opened at host setup, before any connection and endpoint, open until the
     /// case ends (another application bound to an address, so MP_JOINs to it find a socket).
-    pub listen: Vec<(std::net::SocketAddr, Proto)>,
+    pub listen: Vec<SetupListener>,
     /// Routes added at host setup (`ip route add ...`).
     pub routes: Vec<crate::route::HostRoute>,
 }
@@ -389,6 +403,11 @@ pub struct Connection {
     pub repeat: u32,
     /// `SO_MARK` on the client socket and the listener.
     pub mark: Option<u32>,
+    /// `connect = "$ll.<ifname>%<scope>"`: a link-local address resolved by the runner
+    /// (`connect` holds a placeholder until then).
+    pub connect_ll: Option<crate::linklocal::LinkLocal>,
+    /// `listen = "$ll.<ifname>%<scope>"`, likewise.
+    pub listen_ll: Option<crate::linklocal::LinkLocal>,
 }
 
 impl Connection {
@@ -518,6 +537,19 @@ pub struct ExpectSum {
 }
 
 impl Case {
+    /// The interfaces whose link-local address the case uses (`$ll.<ifname>`).
+    pub fn link_local_interfaces(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for h in self.hosts.values() {
+            out.extend(h.endpoints.iter().filter_map(|e| e.addr_ll.as_ref()).map(|l| l.of.clone()));
+            out.extend(h.listen.iter().filter_map(|l| l.ll.as_ref()).map(|l| l.of.clone()));
+        }
+        for c in &self.connections {
+            out.extend(c.connect_ll.iter().chain(&c.listen_ll).map(|l| l.of.clone()));
+        }
+        out
+    }
+
     /// Whether the case runs with nothing subscribed to `mptcp_pm_events` (some host has
     /// `record_events = false`: a userspace PM without a daemon). The kernel asks
     /// `genl_has_listeners()`, whose answer comes from the netlink protocol's listener bitmap,
@@ -626,10 +658,24 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         setup.limits = h.limits.as_ref().map(|l| Limits { add_addr_accepted: l.add_addr_accepted, subflows: l.subflows });
         for (i, e) in h.endpoints.iter().enumerate() {
             let ep = hp.key("endpoints").index(i);
-            let addr = match e.addr.parse::<IpAddr>() {
-                Ok(a) => a,
-                Err(_) => {
-                    errs.push(src.error(ep.key("addr"), format!("{:?} is not an IPv4 or IPv6 address", e.addr)));
+            let mut addr_ll = None;
+            let addr = match (crate::linklocal::LinkLocal::parse(&e.addr), e.addr.parse::<IpAddr>()) {
+                (Some(Ok(ll)), _) => {
+                    if ll.scope.is_some() {
+                        errs.push(src.error(ep.key("addr"), "an endpoint address takes no %scope (use `dev`)"));
+                    } else if let Err(m) = ll.check(&topology, name) {
+                        errs.push(src.error(ep.key("addr"), m));
+                    }
+                    addr_ll = Some(ll);
+                    crate::linklocal::PLACEHOLDER
+                }
+                (Some(Err(m)), _) => {
+                    errs.push(src.error(ep.key("addr"), m));
+                    continue;
+                }
+                (None, Ok(a)) => a,
+                (None, Err(_)) => {
+                    errs.push(src.error(ep.key("addr"), format!("{:?} is not an IPv4 or IPv6 address or a $ll.<ifname> variable", e.addr)));
                     continue;
                 }
             };
@@ -646,14 +692,27 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             {
                 errs.push(src.error(ep.key("dev"), format!("host {name:?} has no interface {dev:?}")));
             }
-            setup.endpoints.push(Endpoint { addr, id: e.id, flags: e.flags.clone(), port: e.port, dev: e.dev.clone() });
+            setup.endpoints.push(Endpoint { addr, id: e.id, flags: e.flags.clone(), port: e.port, dev: e.dev.clone(), addr_ll });
         }
         setup.nft = h.nft.clone();
         setup.record_events = h.record_events.unwrap_or(true);
         for (i, l) in h.listen.iter().enumerate() {
-            match l.parse::<std::net::SocketAddr>() {
-                Ok(a) => setup.listen.push((a, Proto::Mptcp)),
-                Err(_) => errs.push(src.error(hp.key("listen").index(i), format!("{l:?} is not an address:port (\"10.0.2.1:10000\", \"[dead:beef:2::1]:10000\")"))),
+            let at = hp.key("listen").index(i);
+            let bad = || format!("{l:?} is not an address:port (\"10.0.2.1:10000\", \"[dead:beef:2::1]:10000\", \"[$ll.ns1eth2%ns1eth2]:10000\")");
+            let Some((a, port)) = crate::linklocal::split_host_port(l) else {
+                errs.push(src.error(at, bad()));
+                continue;
+            };
+            match (crate::linklocal::LinkLocal::parse(a), a.parse::<IpAddr>()) {
+                (Some(Ok(ll)), _) => {
+                    if let Err(m) = ll.check(&topology, name) {
+                        errs.push(src.error(at, m));
+                    }
+                    setup.listen.push(SetupListener { addr: std::net::SocketAddr::new(crate::linklocal::PLACEHOLDER, port), proto: Proto::Mptcp, ll: Some(ll) });
+                }
+                (Some(Err(m)), _) => errs.push(src.error(at, m)),
+                (None, Ok(ip)) => setup.listen.push(SetupListener { addr: std::net::SocketAddr::new(ip, port), proto: Proto::Mptcp, ll: None }),
+                (None, Err(_)) => errs.push(src.error(at, bad())),
             }
         }
         for (i, r) in h.routes.iter().enumerate() {
@@ -693,9 +752,21 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         let cp = root.key("connections").index(i);
         host_check(&c.client, cp.key("client"), errs);
         host_check(&c.server, cp.key("server"), errs);
-        let connect = match c.connect.parse::<IpAddr>() {
-            Ok(a) => a,
-            Err(_) => {
+        let mut connect_ll = None;
+        let connect = match (crate::linklocal::LinkLocal::parse(&c.connect), c.connect.parse::<IpAddr>()) {
+            (Some(Ok(ll)), _) => {
+                if let Err(m) = ll.check(&topology, &c.client) {
+                    errs.push(src.error(cp.key("connect"), m));
+                }
+                connect_ll = Some(ll);
+                crate::linklocal::PLACEHOLDER
+            }
+            (Some(Err(m)), _) => {
+                errs.push(src.error(cp.key("connect"), m));
+                continue;
+            }
+            (None, Ok(a)) => a,
+            (None, Err(_)) => {
                 errs.push(src.error(cp.key("connect"), format!("{:?} is not an IPv4 or IPv6 address", c.connect)));
                 continue;
             }
@@ -712,8 +783,22 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 "{connect} belongs to host {:?}, not to the server {:?}", topology.owner_of(plain).unwrap_or_default(), c.server
             )));
         }
+        let mut listen_ll = None;
         let listen = match c.listen.as_deref() {
             None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            Some(l) if l.starts_with(crate::linklocal::PREFIX) => match crate::linklocal::LinkLocal::parse(l) {
+                Some(Ok(ll)) => {
+                    if let Err(m) = ll.check(&topology, &c.server) {
+                        errs.push(src.error(cp.key("listen"), m));
+                    }
+                    listen_ll = Some(ll);
+                    crate::linklocal::PLACEHOLDER
+                }
+                _ => {
+                    errs.push(src.error(cp.key("listen"), format!("{l:?}: expected `$ll.<ifname>` or `$ll.<ifname>%<scope ifname>`")));
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                }
+            },
             Some(l) => l.parse().unwrap_or_else(|_| {
                 errs.push(src.error(cp.key("listen"), format!("{l:?} is not an IPv4 or IPv6 address")));
                 IpAddr::V6(Ipv6Addr::UNSPECIFIED)
@@ -869,6 +954,8 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             reconnect,
             repeat: repeat.max(1),
             mark: c.mark,
+            connect_ll,
+            listen_ll,
         });
     }
 
