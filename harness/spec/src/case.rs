@@ -1285,6 +1285,54 @@ strict = false
     }
 
     #[test]
+    fn setup_listeners_routes_and_link_local_variables() {
+        let text = GOOD.replace("[hosts.client]\n", "[hosts.server]\nlisten = [\"10.0.1.1:9000\", \"[$ll.eth1%eth1]:9001\"]\n[hosts.client]\nroutes = [\"10.0.9.0/24 via 10.0.1.1 dev eth1\"]\n")
+            .replace("connect = \"10.0.1.1\"", "connect = \"$ll.eth1%eth1\"\nlisten = \"$ll.eth1%eth1\"");
+        let c = load(&text).unwrap();
+        let srv = &c.hosts["server"];
+        assert_eq!(srv.listen[0].addr, "10.0.1.1:9000".parse().unwrap());
+        let ll = srv.listen[1].ll.as_ref().unwrap();
+        assert_eq!((ll.of.as_str(), ll.scope.as_deref(), srv.listen[1].addr.port()), ("eth1", Some("eth1"), 9001));
+        assert_eq!(c.hosts["client"].routes[0].to_string(), "10.0.9.0/24 via 10.0.1.1 dev eth1");
+        let conn = &c.connections[0];
+        assert_eq!(conn.connect, crate::linklocal::PLACEHOLDER);
+        assert_eq!(conn.connect_ll.as_ref().map(ToString::to_string).as_deref(), Some("$ll.eth1%eth1"));
+        assert_eq!(c.link_local_interfaces().into_iter().collect::<Vec<_>>(), vec!["eth1".to_owned()]);
+    }
+
+    #[test]
+    fn bad_setup_keys_are_located() {
+        let e = one_error(&GOOD.replace("[hosts.client]\n", "[hosts.client]\nroutes = [\"10.0.9.0/24 via 10.0.1\"]\n"));
+        assert!(e.starts_with("cases/t/case.toml:5: hosts.client.routes[0]: \"10.0.9.0/24 via 10.0.1\": via: \"10.0.1\" is not an IPv4"), "{e}");
+        let e = one_error(&GOOD.replace("[hosts.client]\n", "[hosts.client]\nroutes = [\"default dev eth9\"]\n"));
+        assert!(e.contains("hosts.client.routes[0]: host \"client\" has no interface \"eth9\""), "{e}");
+        let e = one_error(&GOOD.replace("[hosts.client]\n", "[hosts.client]\nlisten = [\"10.0.1.2\"]\n"));
+        assert!(e.starts_with("cases/t/case.toml:5: hosts.client.listen[0]: \"10.0.1.2\" is not an address:port"), "{e}");
+        let e = one_error(&GOOD.replace("connect = \"10.0.1.1\"", "connect = \"$ll.eth1%eth7\""));
+        assert!(e.contains("connections[0].connect: scope: host \"client\" has no interface \"eth7\""), "{e}");
+        let e = one_error(&GOOD.replace("addr = \"10.0.1.2\"", "addr = \"$ll.eth1%eth1\""));
+        assert!(e.contains("hosts.client.endpoints[0].addr: an endpoint address takes no %scope"), "{e}");
+    }
+
+    #[test]
+    fn a_host_without_recorder_silences_every_host() {
+        let text = GOOD.replace("[hosts.client]\n", "[hosts.server]\nrecord_events = false\n[hosts.client]\n") + "event_counts = { created = 1 }\n";
+        let e = one_error(&text);
+        assert!(e.contains("expect.client: host \"server\" has record_events = false: the kernel's daemon check is machine-wide"), "{e}");
+        let c = load(&GOOD.replace("[hosts.client]\n", "[hosts.server]\nrecord_events = false\n[hosts.client]\n")).unwrap();
+        assert!(c.without_pm_listeners());
+        assert!(!load(GOOD).unwrap().without_pm_listeners());
+    }
+
+    #[test]
+    fn event_attr_counts_are_validated() {
+        let c = load(&(GOOD.to_owned() + "event_attr_counts = { sub_closed = { error = 2 } }\n")).unwrap();
+        assert_eq!(c.expect["client"].events.attr_counts[&("sub_closed".to_owned(), "error".to_owned())], CounterExpect::Eq(2));
+        let e = one_error(&(GOOD.to_owned() + "event_attr_counts = { sub_closed = { eror = 2 } }\n"));
+        assert!(e.contains("expect.client.event_attr_counts.sub_closed.eror: unknown event attribute \"eror\""), "{e}");
+    }
+
+    #[test]
     fn case_ids_come_from_paths() {
         assert_eq!(case_id(Path::new("cases"), Path::new("cases/join/subflows/one.toml")), "join::subflows::one");
     }
