@@ -26,15 +26,15 @@ const MUTATIONS: &[Mutation] = &[
     // A counter of chk_join_nr.
     Mutation {
         file: "join/subflows/single_subflow.toml",
-        from: "MPTcpExtMPJoinSynRx = 1",
-        to: "MPTcpExtMPJoinSynRx = 2",
+        from: "MPTcpExtMPJoinSynRx = 1  # chk_join_nr",
+        to: "MPTcpExtMPJoinSynRx = 2  # chk_join_nr",
         report: &["server: MPTcpExtMPJoinSynRx: expected 2, observed 1"],
     },
     // A counter of chk_add_nr.
     Mutation {
         file: "join/signal/signal_address.toml",
-        from: "MPTcpExtEchoAdd = 1",
-        to: "MPTcpExtEchoAdd = 0",
+        from: "MPTcpExtEchoAdd = 1  # chk_add_nr",
+        to: "MPTcpExtEchoAdd = 0  # chk_add_nr",
         report: &["server: MPTcpExtEchoAdd: expected 0, observed 1"],
     },
     // An event count (chk_evt_nr).
