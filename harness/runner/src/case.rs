@@ -92,6 +92,11 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
         };
         match blockers(case) {
             Some(reason) => (Verdict::Skip(reason), String::new(), None),
+            // Also across processes: no cooperating harness process records events meanwhile.
+            None if case.without_pm_listeners() => {
+                let _exclusive = crate::daemon_lock::exclusive();
+                execute(case, ctx)
+            }
             None => execute(case, ctx),
         }
     };
@@ -195,7 +200,9 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     };
     let kernel_log = crate::kmsg::Watch::start();
     let capture = crate::pcap::Capture::start(&topo);
-    // Event recorders join each host's mptcp_pm_events group before anything happens.
+    // Event recorders join each host's mptcp_pm_events group before anything happens; the
+    // shared lock keeps them out of another process's no-daemon case (`daemon_lock`).
+    let _recording = (!case.without_pm_listeners()).then(crate::daemon_lock::recording);
     let mut recorders = BTreeMap::new();
     for (name, host) in &topo.hosts {
         if case.without_pm_listeners() {

@@ -20,6 +20,7 @@ pub mod case;
 pub mod checks;
 pub mod cli;
 pub mod coverage;
+pub mod daemon_lock;
 pub mod env;
 pub mod events;
 pub mod genl;

@@ -476,6 +476,7 @@ fn probe_pm(caps: &mut Capabilities, ns: &Netns) {
 
 /// A loopback MPTCP connection: socket options, inet_diag and the listener event.
 fn probe_sockets(caps: &mut Capabilities, ns: &Netns) {
+    let recording = crate::daemon_lock::recording();
     let recorder = EventRecorder::start(ns, "probe");
     let found = ns.run(loopback_probe);
     match &recorder {
@@ -492,6 +493,7 @@ fn probe_sockets(caps: &mut Capabilities, ns: &Netns) {
         Err(e) => caps.push("events:listener", false, e.to_string()),
     }
     drop(recorder);
+    drop(recording);
     let found = match found {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => {
