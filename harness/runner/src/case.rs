@@ -392,6 +392,14 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
                 let _ = writeln!(r, "  {line}");
             }
         }
+        if case.without_pm_listeners() {
+            let _ = writeln!(
+                r,
+                "note: this case needs no mptcp_pm_events listener on the whole machine (the kernel's daemon check,\n  \
+                 genl_has_listeners(), is not per namespace). Cooperating harness processes wait for it (daemon_lock);\n  \
+                 any other subscriber (another tool, an older harness binary running cases) makes the kernel see a daemon."
+            );
+        }
         r += &counter_dump(&deltas, &mismatches);
         r += &event_dump(&logs);
         if !sockets.is_empty() {
