@@ -93,13 +93,20 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
         &reduced
     };
     let (verdict, report, artifacts) = {
-        let _guard: Box<dyn std::any::Any> = if case.serial {
+        // A case without PM-event listeners runs alone: the kernel's daemon check sees any
+        // listener of the machine (see `Case::without_pm_listeners`).
+        let _guard: Box<dyn std::any::Any> = if case.serial || case.without_pm_listeners() {
             Box::new(SERIAL.write().unwrap_or_else(|p| p.into_inner()))
         } else {
             Box::new(SERIAL.read().unwrap_or_else(|p| p.into_inner()))
         };
         match blockers(case) {
             Some(reason) => (Verdict::Skip(reason), String::new(), None),
+            // Also across processes: no cooperating harness process records events meanwhile.
+            None if case.without_pm_listeners() => {
+                let _exclusive = crate::daemon_lock::exclusive();
+                execute(case, ctx)
+            }
             None => execute(case, ctx),
         }
     };
@@ -193,13 +200,29 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     };
 
     phases.push(("topology", t0.elapsed()));
+    // `$ll.<ifname>` variables: the kernel-assigned link-local addresses, once usable.
+    let ll_ifaces = case.link_local_interfaces();
+    let resolved;
+    let case = if ll_ifaces.is_empty() {
+        case
+    } else {
+        match crate::linklocal::addresses(case, &topo, &ll_ifaces, deadline) {
+            Ok(lls) => {
+                resolved = crate::linklocal::substitute(case, &lls);
+                &resolved
+            }
+            Err(e) => return finish(case, ctx, topo, Verdict::Fail, format!("link-local addresses: {e}\n")),
+        }
+    };
     let kernel_log = crate::kmsg::Watch::start();
     let capture = crate::pcap::Capture::start(&topo);
-    // Event recorders join each host's mptcp_pm_events group before anything happens.
+    // Event recorders join each host's mptcp_pm_events group before anything happens; the
+    // shared lock keeps them out of another process's no-daemon case (`daemon_lock`).
+    let _recording = (!case.without_pm_listeners()).then(crate::daemon_lock::recording);
     let mut recorders = BTreeMap::new();
     for (name, host) in &topo.hosts {
-        if case.hosts.get(name).is_some_and(|h| !h.record_events) {
-            continue;
+        if case.without_pm_listeners() {
+            break;
         }
         match EventRecorder::start(&host.ns, name) {
             Ok(r) => {
@@ -209,10 +232,13 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
         }
     }
 
-    if let Err(e) = setup_hosts(case, &topo) {
-        let _ = writeln!(report, "host setup failed: {e}");
-        return finish(case, ctx, topo, Verdict::Fail, report);
-    }
+    let setup_listeners = match setup_hosts(case, &topo) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(report, "host setup failed: {e}");
+            return finish(case, ctx, topo, Verdict::Fail, report);
+        }
+    };
 
     let before = match snapshots(&topo) {
         Ok(s) => s,
@@ -313,6 +339,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     let settle = Deadline::after(env::scaled(Duration::from_secs(2), ctx.concurrency)).min(deadline);
     phases.push(("traffic", t0.elapsed()));
     drop(held_listeners);
+    drop(setup_listeners);
     let events_hold = || {
         case.expect.iter().all(|(h, e)| {
             e.events.is_empty() || recorders.get(h).is_some_and(|r| events::check_events(h, &e.events, &plain(&r.snapshot()), &vars).is_empty())
@@ -381,6 +408,14 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
                 let _ = writeln!(r, "  {line}");
             }
         }
+        if case.without_pm_listeners() {
+            let _ = writeln!(
+                r,
+                "note: this case needs no mptcp_pm_events listener on the whole machine (the kernel's daemon check,\n  \
+                 genl_has_listeners(), is not per namespace). Cooperating harness processes wait for it (daemon_lock);\n  \
+                 any other subscriber (another tool, an older harness binary running cases) makes the kernel see a daemon."
+            );
+        }
         r += &counter_dump(&deltas, &mismatches);
         r += &event_dump(&logs);
         if !sockets.is_empty() {
@@ -402,7 +437,10 @@ fn stage_name(s: Stage) -> &'static str {
     }
 }
 
-fn setup_hosts(case: &Case, topo: &Topology) -> Result<(), String> {
+/// Applies every host's setup; returns the listeners opened there (`hosts.<h>.listen`), to
+/// be held until the transfers are done.
+fn setup_hosts(case: &Case, topo: &Topology) -> Result<Vec<socket2::Socket>, String> {
+    let mut listeners = Vec::new();
     for (name, setup) in &case.hosts {
         let host = topo.host(name);
         let mut sysctls = setup.sysctls.clone();
@@ -420,9 +458,15 @@ fn setup_hosts(case: &Case, topo: &Topology) -> Result<(), String> {
         for cmd in &setup.tc {
             crate::tc::run(&host.ns, name, cmd)?;
         }
+        crate::route::add_all(host, &setup.routes)?;
+        for l in &setup.listen {
+            let sa = crate::linklocal::scoped(host, l.addr.ip(), l.addr.port(), l.ll.as_ref());
+            let sock = traffic::listener_at(&host.ns, name, sa, l.proto, &traffic::SockSetup::default()).map_err(|e| format!("{name}: listen on {sa}: {e}"))?;
+            listeners.push(sock);
+        }
         pm::apply(host, setup).map_err(|e| format!("{name}: {e}"))?;
     }
-    Ok(())
+    Ok(listeners)
 }
 
 fn snapshots(topo: &Topology) -> Result<BTreeMap<String, Snapshot>, String> {
@@ -529,7 +573,9 @@ fn connect_and_exchange(
     let sv = format!("{} (server)", c.server);
     let common = traffic::SockSetup { sndbuf: c.sndbuf, rcvbuf: c.rcvbuf, mark: c.mark, ..Default::default() };
     let lsetup = traffic::SockSetup { transparent: c.transparent, fastopen: c.fastopen, ..common };
-    let lst = traffic::listener_with(&server.ns, &sv, c.listen, c.port, c.server_proto, &lsetup).map_err(at(Stage::Listen))?;
+    let lsa = crate::linklocal::scoped(server, c.listen, c.port, c.listen_ll.as_ref());
+    let lst = traffic::listener_at(&server.ns, &sv, lsa, c.server_proto, &lsetup).map_err(at(Stage::Listen))?;
+    let dst = crate::linklocal::scoped(client, c.connect, c.port, c.connect_ll.as_ref());
     let mut lst = Some(lst);
     let mut total = (Transfer::default(), Transfer::default());
     let mut established = Some(established);
@@ -550,7 +596,7 @@ fn connect_and_exchange(
                 reconnecting: round > 0,
                 last: run + 1 == c.repeat && round == c.reconnect,
             };
-            let ends = Ends { cl: &cl, sv: &sv, deadline, gate };
+            let ends = Ends { cl: &cl, sv: &sv, dst, deadline, gate };
             let (t, back) = exchange_once(c, &turn, sock, &mut lst, &ends, established.take())?;
             total.0 += t.0;
             total.1 += t.1;
@@ -578,6 +624,8 @@ struct Turn {
 struct Ends<'a> {
     cl: &'a str,
     sv: &'a str,
+    /// Where the client connects (with a scope id for a link-local address).
+    dst: SocketAddr,
     deadline: Deadline,
     gate: &'a Gate,
 }
@@ -593,8 +641,7 @@ fn exchange_once(
     ends: &Ends<'_>,
     established: Option<&mut dyn FnMut(Option<ConnInfo>)>,
 ) -> Staged<((Transfer, Transfer), Option<socket2::Socket>)> {
-    let Ends { cl, sv, deadline, gate } = *ends;
-    let dst = SocketAddr::new(c.connect, c.port);
+    let Ends { cl, sv, dst, deadline, gate } = *ends;
     let (up, down) = seeds(turn.index);
     let (up, down) = (up + (turn.seq << 20), down + (turn.seq << 20));
     let stage = |e| (None, e);

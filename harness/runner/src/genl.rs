@@ -89,12 +89,22 @@ impl NlSocket {
     /// has dropped every effective capability first, so the kernel judges its requests as
     /// an unprivileged user's (the socket file keeps its creator's credentials).
     pub fn open_with(ns: &Netns, unprivileged: bool) -> Result<NlSocket, GenlError> {
+        Self::open_protocol(ns, libc::NETLINK_GENERIC, unprivileged)
+    }
+
+    /// A `NETLINK_ROUTE` socket inside `ns`, with the same request/response and extended
+    /// ACKs (routes and rules whose refusal must carry the kernel's text).
+    pub fn open_route(ns: &Netns) -> Result<NlSocket, GenlError> {
+        Self::open_protocol(ns, libc::NETLINK_ROUTE, false)
+    }
+
+    fn open_protocol(ns: &Netns, protocol: i32, unprivileged: bool) -> Result<NlSocket, GenlError> {
         let fd = ns.run(|| -> io::Result<OwnedFd> {
             if unprivileged {
                 drop_effective_caps()?;
             }
             // SAFETY: plain socket(2); checked below.
-            let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_GENERIC) };
+            let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
             if raw < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -112,7 +122,7 @@ impl NlSocket {
             }
             Ok(fd)
         })?
-        .map_err(io_err(format!("open a generic netlink socket in {}", ns.name())))?;
+        .map_err(io_err(format!("open a netlink socket (protocol {protocol}) in {}", ns.name())))?;
         setopt(&fd, SOL_NETLINK, NETLINK_EXT_ACK, 1).map_err(io_err("setsockopt(NETLINK_EXT_ACK)"))?;
         setopt(&fd, SOL_NETLINK, NETLINK_CAP_ACK, 1).map_err(io_err("setsockopt(NETLINK_CAP_ACK)"))?;
         Ok(NlSocket { fd, seq: AtomicU32::new(1) })

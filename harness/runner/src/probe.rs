@@ -558,6 +558,7 @@ fn pm_endpoints_max(pm: &PmClient) -> Result<u32, String> {
 
 /// A loopback MPTCP connection: socket options, inet_diag and the listener event.
 fn probe_sockets(caps: &mut Capabilities, ns: &Netns) {
+    let recording = crate::daemon_lock::recording();
     let recorder = EventRecorder::start(ns, "probe");
     // A fullmesh endpoint during the connection: kernels that count them report it in
     // mptcp_info's endp_fullmesh_max (older ones have a reserved 0 byte there).
@@ -598,6 +599,7 @@ fn probe_sockets(caps: &mut Capabilities, ns: &Netns) {
         Err(e) => caps.push("events:listener", false, e.to_string()),
     }
     drop(recorder);
+    drop(recording);
     let found = match found {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => {

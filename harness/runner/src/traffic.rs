@@ -152,8 +152,13 @@ pub fn listener(ns: &Netns, host: &str, addr: IpAddr, port: u16, proto: Proto) -
 
 /// [`listener`] with socket options set before bind() and listen().
 pub fn listener_with(ns: &Netns, host: &str, addr: IpAddr, port: u16, proto: Proto, setup: &SockSetup) -> Result<Socket, SockError> {
+    listener_at(ns, host, SocketAddr::new(addr, port), proto, setup)
+}
+
+/// [`listener_with`] on a full socket address (an IPv6 scope id for a link-local address).
+pub fn listener_at(ns: &Netns, host: &str, sa: SocketAddr, proto: Proto, setup: &SockSetup) -> Result<Socket, SockError> {
+    let addr = sa.ip();
     ns.run(|| {
-        let sa = SocketAddr::new(addr, port);
         let s = Socket::new(domain_of(addr), Type::STREAM.cloexec(), Some(protocol(proto)))
             .map_err(|e| sys(host, format!("socket({:?}, SOCK_STREAM, {})", domain_of(addr), proto_name(proto)), &e))?;
         s.set_reuse_address(true).map_err(|e| sys(host, "setsockopt(SO_REUSEADDR)", &e))?;

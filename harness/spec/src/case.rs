@@ -74,6 +74,10 @@ mod raw {
         #[serde(default)]
         pub tc: Vec<String>,
         pub record_events: Option<bool>,
+        #[serde(default)]
+        pub listen: Vec<String>,
+        #[serde(default)]
+        pub routes: Vec<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -153,6 +157,8 @@ mod raw {
         pub events_order: Option<String>,
         #[serde(default)]
         pub event_counts: BTreeMap<String, RawCounter>,
+        #[serde(default)]
+        pub event_attr_counts: BTreeMap<String, BTreeMap<String, RawCounter>>,
     }
 }
 
@@ -270,6 +276,20 @@ pub struct Endpoint {
     pub port: Option<u16>,
     /// Interface name in the host.
     pub dev: Option<String>,
+    /// `addr = "$ll.<ifname>"`: the interface's link-local address, substituted by the runner
+    /// (`addr` holds a placeholder until then).
+    pub addr_ll: Option<crate::linklocal::LinkLocal>,
+}
+
+/// A listener opened at host setup (`hosts.<h>.listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupListener {
+    /// Address and port (a placeholder address while `ll` is unresolved).
+    pub addr: std::net::SocketAddr,
+    /// Protocol.
+    pub proto: Proto,
+    /// A link-local address variable (`"[$ll.ns1eth2%ns1eth2]:10000"`).
+    pub ll: Option<crate::linklocal::LinkLocal>,
 }
 
 /// Per-host setup, applied after the topology is built and before traffic.
@@ -290,8 +310,15 @@ pub struct HostSetup {
     pub tc: Vec<String>,
     /// Whether the harness subscribes to the host's `mptcp_pm_events` (default true). The
     /// kernel treats any subscriber as a userspace path-manager daemon, so cases about a
-    /// userspace PM *without* a daemon turn it off.
+    /// userspace PM *without* a daemon turn it off. The kernel's check
+    /// (`genl_has_listeners`) looks at the netlink protocol's listener bitmap, which is
+    /// machine-wide, not per namespace: see [`Case::without_pm_listeners`].
     pub record_events: bool,
+    /// Listeners opened at host setup, before any connection and endpoint, open until the
+    /// case ends (another application bound to an address, so MP_JOINs to it find a socket).
+    pub listen: Vec<SetupListener>,
+    /// Routes added at host setup (`ip route add ...`).
+    pub routes: Vec<crate::route::HostRoute>,
 }
 
 /// Socket protocol of one side of a connection.
@@ -376,6 +403,11 @@ pub struct Connection {
     pub repeat: u32,
     /// `SO_MARK` on the client socket and the listener.
     pub mark: Option<u32>,
+    /// `connect = "$ll.<ifname>%<scope>"`: a link-local address resolved by the runner
+    /// (`connect` holds a placeholder until then).
+    pub connect_ll: Option<crate::linklocal::LinkLocal>,
+    /// `listen = "$ll.<ifname>%<scope>"`, likewise.
+    pub listen_ll: Option<crate::linklocal::LinkLocal>,
 }
 
 impl Connection {
@@ -504,6 +536,30 @@ pub struct ExpectSum {
     pub want: CounterExpect,
 }
 
+impl Case {
+    /// The interfaces whose link-local address the case uses (`$ll.<ifname>`).
+    pub fn link_local_interfaces(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for h in self.hosts.values() {
+            out.extend(h.endpoints.iter().filter_map(|e| e.addr_ll.as_ref()).map(|l| l.of.clone()));
+            out.extend(h.listen.iter().filter_map(|l| l.ll.as_ref()).map(|l| l.of.clone()));
+        }
+        for c in &self.connections {
+            out.extend(c.connect_ll.iter().chain(&c.listen_ll).map(|l| l.of.clone()));
+        }
+        out
+    }
+
+    /// Whether the case runs with nothing subscribed to `mptcp_pm_events` (some host has
+    /// `record_events = false`: a userspace PM without a daemon). The kernel asks
+    /// `genl_has_listeners()`, whose answer comes from the netlink protocol's listener bitmap,
+    /// shared by every namespace of the machine: so no host of the case records events and
+    /// the runner runs the case alone (no other case's recorder may be open meanwhile).
+    pub fn without_pm_listeners(&self) -> bool {
+        self.hosts.values().any(|h| !h.record_events)
+    }
+}
+
 /// The trial name of a case file: its path below `cases/` with `::` separators.
 pub fn case_id(cases_dir: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(cases_dir).unwrap_or(file);
@@ -595,6 +651,8 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             nft: None,
             tc: Vec::new(),
             record_events: true,
+            listen: Vec::new(),
+            routes: Vec::new(),
         };
         for (k, v) in &h.sysctls {
             check_sysctl_name(k, &hp.key("sysctls").key(k), src, errs);
@@ -612,10 +670,24 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         setup.limits = h.limits.as_ref().map(|l| Limits { add_addr_accepted: l.add_addr_accepted, subflows: l.subflows });
         for (i, e) in h.endpoints.iter().enumerate() {
             let ep = hp.key("endpoints").index(i);
-            let addr = match e.addr.parse::<IpAddr>() {
-                Ok(a) => a,
-                Err(_) => {
-                    errs.push(src.error(ep.key("addr"), format!("{:?} is not an IPv4 or IPv6 address", e.addr)));
+            let mut addr_ll = None;
+            let addr = match (crate::linklocal::LinkLocal::parse(&e.addr), e.addr.parse::<IpAddr>()) {
+                (Some(Ok(ll)), _) => {
+                    if ll.scope.is_some() {
+                        errs.push(src.error(ep.key("addr"), "an endpoint address takes no %scope (use `dev`)"));
+                    } else if let Err(m) = ll.check(&topology, name) {
+                        errs.push(src.error(ep.key("addr"), m));
+                    }
+                    addr_ll = Some(ll);
+                    crate::linklocal::PLACEHOLDER
+                }
+                (Some(Err(m)), _) => {
+                    errs.push(src.error(ep.key("addr"), m));
+                    continue;
+                }
+                (None, Ok(a)) => a,
+                (None, Err(_)) => {
+                    errs.push(src.error(ep.key("addr"), format!("{:?} is not an IPv4 or IPv6 address or a $ll.<ifname> variable", e.addr)));
                     continue;
                 }
             };
@@ -632,10 +704,45 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             {
                 errs.push(src.error(ep.key("dev"), format!("host {name:?} has no interface {dev:?}")));
             }
-            setup.endpoints.push(Endpoint { addr, id: e.id, flags: e.flags.clone(), port: e.port, dev: e.dev.clone() });
+            setup.endpoints.push(Endpoint { addr, id: e.id, flags: e.flags.clone(), port: e.port, dev: e.dev.clone(), addr_ll });
         }
         setup.nft = h.nft.clone();
         setup.record_events = h.record_events.unwrap_or(true);
+        for (i, l) in h.listen.iter().enumerate() {
+            let at = hp.key("listen").index(i);
+            let bad = || format!("{l:?} is not an address:port (\"10.0.2.1:10000\", \"[dead:beef:2::1]:10000\", \"[$ll.ns1eth2%ns1eth2]:10000\")");
+            let Some((a, port)) = crate::linklocal::split_host_port(l) else {
+                errs.push(src.error(at, bad()));
+                continue;
+            };
+            match (crate::linklocal::LinkLocal::parse(a), a.parse::<IpAddr>()) {
+                (Some(Ok(ll)), _) => {
+                    if let Err(m) = ll.check(&topology, name) {
+                        errs.push(src.error(at, m));
+                    }
+                    setup.listen.push(SetupListener { addr: std::net::SocketAddr::new(crate::linklocal::PLACEHOLDER, port), proto: Proto::Mptcp, ll: Some(ll) });
+                }
+                (Some(Err(m)), _) => errs.push(src.error(at, m)),
+                (None, Ok(ip)) => setup.listen.push(SetupListener { addr: std::net::SocketAddr::new(ip, port), proto: Proto::Mptcp, ll: None }),
+                (None, Err(_)) => errs.push(src.error(at, bad())),
+            }
+        }
+        for (i, r) in h.routes.iter().enumerate() {
+            let at = hp.key("routes").index(i);
+            match r.parse::<crate::route::HostRoute>() {
+                Ok(route) => {
+                    if let Some(d) = &route.dev
+                        && !topology.interfaces(name).any(|i| &i.ifname == d)
+                        && d != "lo"
+                    {
+                        errs.push(src.error(at, format!("host {name:?} has no interface {d:?}")));
+                        continue;
+                    }
+                    setup.routes.push(route);
+                }
+                Err(e) => errs.push(src.error(at, format!("{r:?}: {e}"))),
+            }
+        }
         for (i, cmd) in h.tc.iter().enumerate() {
             let words: Vec<&str> = cmd.split_whitespace().collect();
             if !matches!(words.first(), Some(&"qdisc") | Some(&"filter") | Some(&"action")) {
@@ -657,9 +764,21 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         let cp = root.key("connections").index(i);
         host_check(&c.client, cp.key("client"), errs);
         host_check(&c.server, cp.key("server"), errs);
-        let connect = match c.connect.parse::<IpAddr>() {
-            Ok(a) => a,
-            Err(_) => {
+        let mut connect_ll = None;
+        let connect = match (crate::linklocal::LinkLocal::parse(&c.connect), c.connect.parse::<IpAddr>()) {
+            (Some(Ok(ll)), _) => {
+                if let Err(m) = ll.check(&topology, &c.client) {
+                    errs.push(src.error(cp.key("connect"), m));
+                }
+                connect_ll = Some(ll);
+                crate::linklocal::PLACEHOLDER
+            }
+            (Some(Err(m)), _) => {
+                errs.push(src.error(cp.key("connect"), m));
+                continue;
+            }
+            (None, Ok(a)) => a,
+            (None, Err(_)) => {
                 errs.push(src.error(cp.key("connect"), format!("{:?} is not an IPv4 or IPv6 address", c.connect)));
                 continue;
             }
@@ -676,8 +795,22 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 "{connect} belongs to host {:?}, not to the server {:?}", topology.owner_of(plain).unwrap_or_default(), c.server
             )));
         }
+        let mut listen_ll = None;
         let listen = match c.listen.as_deref() {
             None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            Some(l) if l.starts_with(crate::linklocal::PREFIX) => match crate::linklocal::LinkLocal::parse(l) {
+                Some(Ok(ll)) => {
+                    if let Err(m) = ll.check(&topology, &c.server) {
+                        errs.push(src.error(cp.key("listen"), m));
+                    }
+                    listen_ll = Some(ll);
+                    crate::linklocal::PLACEHOLDER
+                }
+                _ => {
+                    errs.push(src.error(cp.key("listen"), format!("{l:?}: expected `$ll.<ifname>` or `$ll.<ifname>%<scope ifname>`")));
+                    IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                }
+            },
             Some(l) => l.parse().unwrap_or_else(|_| {
                 errs.push(src.error(cp.key("listen"), format!("{l:?} is not an IPv4 or IPv6 address")));
                 IpAddr::V6(Ipv6Addr::UNSPECIFIED)
@@ -833,6 +966,8 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             reconnect,
             repeat: repeat.max(1),
             mark: c.mark,
+            connect_ll,
+            listen_ll,
         });
     }
 
@@ -873,6 +1008,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             }
         }
         crate::events::check_count_names(&events.counts, &ep.key("event_counts"), src, errs);
+        events.attr_counts = crate::events::parse_attr_counts(&e.event_attr_counts, &ep.key("event_attr_counts"), src, errs);
         if let Some(slot) = expect.get_mut(name) {
             slot.counters = counters;
             slot.strict = e.strict.unwrap_or(true);
@@ -880,10 +1016,15 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         }
     }
 
-    for (name, h) in &hosts {
-        let silent = !h.record_events;
-        if silent && expect.get(name).is_some_and(|e| !e.events.is_empty()) {
-            errs.push(src.error(root.key("expect").key(name), format!("host {name:?} has record_events = false: it has no event log to check")));
+    // The kernel sees a path-manager daemon if any socket of the machine listens to the
+    // events group: with one silent host, no host records events (and the case runs alone).
+    if let Some(silent) = hosts.iter().find(|(_, h)| !h.record_events).map(|(n, _)| n.clone()) {
+        for (name, e) in &expect {
+            if !e.events.is_empty() {
+                errs.push(src.error(root.key("expect").key(name), format!(
+                    "host {silent:?} has record_events = false: the kernel's daemon check is machine-wide, so no host of this case records events and {name:?} has no event log to check"
+                )));
+            }
         }
     }
     let mut expect_sums = Vec::new();
@@ -901,6 +1042,20 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         }
     }
     let steps = crate::steps::validate_steps(&raw.steps, &root.key("steps"), &topology, &[], src, errs);
+    if hosts.values().any(|h| !h.record_events) {
+        fn waits(st: &crate::steps::Step) -> bool {
+            match st {
+                crate::steps::Step::WaitEvent { .. } => true,
+                crate::steps::Step::Repeat { steps, .. } => steps.iter().any(waits),
+                _ => false,
+            }
+        }
+        for (i, st) in steps.iter().enumerate() {
+            if waits(st) {
+                errs.push(src.error(root.key("steps").index(i), "wait_event needs an event log, but a host has record_events = false (then no host records events)"));
+            }
+        }
+    }
     if raw.connections.is_empty() && raw.steps.is_empty() {
         errs.push(src.error(root.clone(), "a case needs `connections`, `steps`, or both"));
     }
@@ -1157,6 +1312,54 @@ strict = false
         assert!(e.starts_with("cases/t/case.toml:8: steps[0].error.errno[1]: unknown errno name \"EWHAT\""), "{e}");
         let e = one_error(&format!("{PM_STEP}error = {{ errno = [] }}\n"));
         assert!(e.contains("steps[0].error.errno: an empty errno list"), "{e}");
+    }
+
+    #[test]
+    fn setup_listeners_routes_and_link_local_variables() {
+        let text = GOOD.replace("[hosts.client]\n", "[hosts.server]\nlisten = [\"10.0.1.1:9000\", \"[$ll.eth1%eth1]:9001\"]\n[hosts.client]\nroutes = [\"10.0.9.0/24 via 10.0.1.1 dev eth1\"]\n")
+            .replace("connect = \"10.0.1.1\"", "connect = \"$ll.eth1%eth1\"\nlisten = \"$ll.eth1%eth1\"");
+        let c = load(&text).unwrap();
+        let srv = &c.hosts["server"];
+        assert_eq!(srv.listen[0].addr, "10.0.1.1:9000".parse().unwrap());
+        let ll = srv.listen[1].ll.as_ref().unwrap();
+        assert_eq!((ll.of.as_str(), ll.scope.as_deref(), srv.listen[1].addr.port()), ("eth1", Some("eth1"), 9001));
+        assert_eq!(c.hosts["client"].routes[0].to_string(), "10.0.9.0/24 via 10.0.1.1 dev eth1");
+        let conn = &c.connections[0];
+        assert_eq!(conn.connect, crate::linklocal::PLACEHOLDER);
+        assert_eq!(conn.connect_ll.as_ref().map(ToString::to_string).as_deref(), Some("$ll.eth1%eth1"));
+        assert_eq!(c.link_local_interfaces().into_iter().collect::<Vec<_>>(), vec!["eth1".to_owned()]);
+    }
+
+    #[test]
+    fn bad_setup_keys_are_located() {
+        let e = one_error(&GOOD.replace("[hosts.client]\n", "[hosts.client]\nroutes = [\"10.0.9.0/24 via 10.0.1\"]\n"));
+        assert!(e.starts_with("cases/t/case.toml:5: hosts.client.routes[0]: \"10.0.9.0/24 via 10.0.1\": via: \"10.0.1\" is not an IPv4"), "{e}");
+        let e = one_error(&GOOD.replace("[hosts.client]\n", "[hosts.client]\nroutes = [\"default dev eth9\"]\n"));
+        assert!(e.contains("hosts.client.routes[0]: host \"client\" has no interface \"eth9\""), "{e}");
+        let e = one_error(&GOOD.replace("[hosts.client]\n", "[hosts.client]\nlisten = [\"10.0.1.2\"]\n"));
+        assert!(e.starts_with("cases/t/case.toml:5: hosts.client.listen[0]: \"10.0.1.2\" is not an address:port"), "{e}");
+        let e = one_error(&GOOD.replace("connect = \"10.0.1.1\"", "connect = \"$ll.eth1%eth7\""));
+        assert!(e.contains("connections[0].connect: scope: host \"client\" has no interface \"eth7\""), "{e}");
+        let e = one_error(&GOOD.replace("addr = \"10.0.1.2\"", "addr = \"$ll.eth1%eth1\""));
+        assert!(e.contains("hosts.client.endpoints[0].addr: an endpoint address takes no %scope"), "{e}");
+    }
+
+    #[test]
+    fn a_host_without_recorder_silences_every_host() {
+        let text = GOOD.replace("[hosts.client]\n", "[hosts.server]\nrecord_events = false\n[hosts.client]\n") + "event_counts = { created = 1 }\n";
+        let e = one_error(&text);
+        assert!(e.contains("expect.client: host \"server\" has record_events = false: the kernel's daemon check is machine-wide"), "{e}");
+        let c = load(&GOOD.replace("[hosts.client]\n", "[hosts.server]\nrecord_events = false\n[hosts.client]\n")).unwrap();
+        assert!(c.without_pm_listeners());
+        assert!(!load(GOOD).unwrap().without_pm_listeners());
+    }
+
+    #[test]
+    fn event_attr_counts_are_validated() {
+        let c = load(&(GOOD.to_owned() + "event_attr_counts = { sub_closed = { error = 2 } }\n")).unwrap();
+        assert_eq!(c.expect["client"].events.attr_counts[&("sub_closed".to_owned(), "error".to_owned())], CounterExpect::Eq(2));
+        let e = one_error(&(GOOD.to_owned() + "event_attr_counts = { sub_closed = { eror = 2 } }\n"));
+        assert!(e.contains("expect.client.event_attr_counts.sub_closed.eror: unknown event attribute \"eror\""), "{e}");
     }
 
     #[test]

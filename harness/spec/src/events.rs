@@ -79,12 +79,15 @@ pub struct EventExpect {
     pub exact: bool,
     /// Count per event type.
     pub counts: BTreeMap<String, CounterExpect>,
+    /// Count of the events of a type that carry an attribute, whatever its value
+    /// (`event_attr_counts = { sub_closed = { error = 2 } }`), keyed by (type, attribute).
+    pub attr_counts: BTreeMap<(String, String), CounterExpect>,
 }
 
 impl EventExpect {
     /// Whether there is anything to check.
     pub fn is_empty(&self) -> bool {
-        self.seq.is_empty() && self.counts.is_empty()
+        self.seq.is_empty() && self.counts.is_empty() && self.attr_counts.is_empty()
     }
 }
 
@@ -147,6 +150,35 @@ pub(crate) fn parse_seq(raw: &[toml::Value], at: &KeyPath, src: &Source, errs: &
             attrs.push((k.clone(), mv));
         }
         out.push(EventMatch { kind, attrs });
+    }
+    out
+}
+
+/// Validates `event_attr_counts`: event type -> attribute -> count expectation.
+pub(crate) fn parse_attr_counts(
+    raw: &BTreeMap<String, BTreeMap<String, crate::case::RawCounter>>,
+    at: &KeyPath,
+    src: &Source,
+    errs: &mut Vec<SpecError>,
+) -> BTreeMap<(String, String), CounterExpect> {
+    let kinds = kind_names();
+    let mut out = BTreeMap::new();
+    for (kind, attrs) in raw {
+        let kp = at.key(kind);
+        if !kinds.contains(&kind.as_str()) {
+            errs.push(src.error(kp, format!("unknown event type {kind:?}; expected one of {}", kinds.join(", "))));
+            continue;
+        }
+        for (attr, v) in attrs {
+            let ap = kp.key(attr);
+            if !Event::ATTR_NAMES.contains(&attr.as_str()) {
+                errs.push(src.error(ap, format!("unknown event attribute {attr:?}; expected one of {}", Event::ATTR_NAMES.join(", "))));
+                continue;
+            }
+            if let Some(c) = crate::case::counter_expect(v, &ap, src, errs) {
+                out.insert((kind.clone(), attr.clone()), c);
+            }
+        }
     }
     out
 }
@@ -234,6 +266,13 @@ pub fn check_events(host: &str, expect: &EventExpect, events: &[Event], vars: &V
             out.push(mism(format!("number of [{kind}] events"), want.to_string(), n.to_string()));
         }
     }
+    for ((kind, attr), want) in &expect.attr_counts {
+        // Presence only: `server_side` / `deny_join_id0` count when the kernel sent them.
+        let n = events.iter().filter(|e| e.kind.name() == Some(kind.as_str()) && e.attr(attr).is_some()).count() as i64;
+        if !want.matches(n) {
+            out.push(mism(format!("number of [{kind}] events carrying `{attr}`"), want.to_string(), n.to_string()));
+        }
+    }
     out
 }
 
@@ -286,6 +325,7 @@ mod tests {
             ],
             exact: false,
             counts: [("closed".to_owned(), CounterExpect::Eq(1))].into(),
+            attr_counts: BTreeMap::new(),
         };
         assert!(check_events("server", &x, &stream(), &vars).is_empty());
         // Wrong value: reported with the events of that type that were seen.
@@ -298,9 +338,9 @@ mod tests {
 
     #[test]
     fn order_matters_and_counts_are_checked() {
-        let x = EventExpect { seq: vec![m("closed", &[]), m("created", &[])], exact: false, counts: BTreeMap::new() };
+        let x = EventExpect { seq: vec![m("closed", &[]), m("created", &[])], exact: false, counts: BTreeMap::new(), attr_counts: BTreeMap::new() };
         assert_eq!(check_events("h", &x, &stream(), &Vars::new()).len(), 1);
-        let c = EventExpect { seq: vec![], exact: false, counts: [("sub_established".to_owned(), CounterExpect::Eq(1))].into() };
+        let c = EventExpect { seq: vec![], exact: false, counts: [("sub_established".to_owned(), CounterExpect::Eq(1))].into(), attr_counts: BTreeMap::new() };
         let r = check_events("h", &c, &stream(), &Vars::new());
         assert_eq!(r[0].to_string(), "h: number of [sub_established] events: expected 1, observed 0");
     }
@@ -311,10 +351,22 @@ mod tests {
             seq: vec![m("listener_created", &[]), m("created", &[]), m("established", &[("server_side", MatchValue::Bool(false))]), m("closed", &[])],
             exact: true,
             counts: BTreeMap::new(),
+            attr_counts: BTreeMap::new(),
         };
         assert!(check_events("h", &x, &stream(), &Vars::new()).is_empty());
         let short = EventExpect { seq: x.seq[..2].to_vec(), ..x };
         let r = check_events("h", &short, &stream(), &Vars::new());
         assert_eq!(r[0].expected, "no more events");
+    }
+
+    #[test]
+    fn events_carrying_an_attribute_are_counted_whatever_its_value() {
+        let closed = |err: Option<u8>| ev(EventKind::SubClosed, |e| e.error = err);
+        let events = vec![closed(Some(111)), closed(None), closed(Some(104)), ev(EventKind::Closed, |_| {})];
+        let want = |n| EventExpect { attr_counts: [(("sub_closed".to_owned(), "error".to_owned()), CounterExpect::Eq(n))].into(), ..EventExpect::default() };
+        assert!(check_events("client", &want(2), &events, &Vars::new()).is_empty());
+        let r = check_events("client", &want(3), &events, &Vars::new());
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].to_string(), "client: number of [sub_closed] events carrying `error`: expected 3, observed 2");
     }
 }

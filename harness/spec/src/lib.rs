@@ -20,6 +20,8 @@ pub mod counters;
 pub mod errno;
 pub mod events;
 pub mod judge;
+pub mod linklocal;
+pub mod route;
 pub mod source;
 pub mod steps;
 pub mod topology;

@@ -213,6 +213,11 @@ impl Topology {
         self.interfaces(host).flat_map(|e| e.addrs.iter().map(|a| a.addr)).chain(lo)
     }
 
+    /// The host that has the interface `ifname`, if any.
+    pub fn owner_of_interface(&self, ifname: &str) -> Option<&str> {
+        self.links.iter().flat_map(|l| [&l.a, &l.b]).find(|e| e.ifname == ifname).map(|e| e.host.as_str())
+    }
+
     /// The host owning an address (loopback addresses belong to every host).
     pub fn owner_of(&self, addr: IpAddr) -> Option<&str> {
         self.hosts.keys().map(String::as_str).find(|h| self.addresses(h).any(|a| a == addr))
