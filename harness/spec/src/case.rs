@@ -74,6 +74,28 @@ mod raw {
         #[serde(default)]
         pub tc: Vec<String>,
         pub record_events: Option<bool>,
+        #[serde(default)]
+        pub routes: Vec<String>,
+        #[serde(default)]
+        pub rules: Vec<String>,
+        #[serde(default)]
+        pub offloads: Vec<Offload>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Offload {
+        pub dev: String,
+        pub tso: Option<bool>,
+        pub gso: Option<bool>,
+        pub gro: Option<bool>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct MaxDuration {
+        pub rate: String,
+        pub slack: IntOrString,
     }
 
     #[derive(Debug, Deserialize)]
@@ -120,6 +142,7 @@ mod raw {
         pub reconnect: Option<u32>,
         pub repeat: Option<u32>,
         pub mark: Option<u32>,
+        pub max_duration: Option<MaxDuration>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -292,6 +315,21 @@ pub struct HostSetup {
     /// kernel treats any subscriber as a userspace path-manager daemon, so cases about a
     /// userspace PM *without* a daemon turn it off.
     pub record_events: bool,
+    /// Routes added before traffic (`ip route add ...`, e.g. tproxy's `local` route).
+    pub routes: Vec<crate::route::HostRoute>,
+    /// Policy-routing rules added before traffic (`ip rule add ...`).
+    pub rules: Vec<crate::rule::Rule>,
+    /// Offload settings (`ethtool -K <dev> tso off gso off gro off`), each read back.
+    pub offloads: Vec<Offload>,
+}
+
+/// Offload features of one interface (`ethtool -K DEV tso off ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offload {
+    /// Interface in the host.
+    pub dev: String,
+    /// `(feature, on)` by ethtool's short name: `tso`, `gso`, `gro`.
+    pub features: Vec<(&'static str, bool)>,
 }
 
 /// Socket protocol of one side of a connection.
@@ -376,6 +414,9 @@ pub struct Connection {
     pub repeat: u32,
     /// `SO_MARK` on the client socket and the listener.
     pub mark: Option<u32>,
+    /// The longest the bulk transfer may take (`mptcp_connect -T`), computed from the
+    /// shaped link rates.
+    pub max_duration: Option<crate::throughput::MaxDuration>,
 }
 
 impl Connection {
@@ -583,6 +624,9 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             nft: None,
             tc: Vec::new(),
             record_events: true,
+            routes: Vec::new(),
+            rules: Vec::new(),
+            offloads: Vec::new(),
         };
         for (k, v) in &h.sysctls {
             check_sysctl_name(k, &hp.key("sysctls").key(k), src, errs);
@@ -636,6 +680,37 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 errs.push(src.error(hp.key("tc").index(i), format!("host {name:?} has no interface {d:?}")));
             }
             setup.tc.push(cmd.clone());
+        }
+        let has_dev = |d: &str| d == "lo" || topology.interfaces(name).any(|i| i.ifname == d);
+        for (i, text) in h.routes.iter().enumerate() {
+            match crate::route::HostRoute::parse(text) {
+                Ok(r) if r.dev.as_deref().is_some_and(|d| !has_dev(d)) => {
+                    errs.push(src.error(hp.key("routes").index(i), format!("host {name:?} has no interface {:?}", r.dev.unwrap_or_default())));
+                }
+                Ok(r) => setup.routes.push(r),
+                Err(e) => errs.push(src.error(hp.key("routes").index(i), e)),
+            }
+        }
+        for (i, text) in h.rules.iter().enumerate() {
+            match crate::rule::Rule::parse(text) {
+                Ok(r) if r.iif.as_deref().is_some_and(|d| !has_dev(d)) => {
+                    errs.push(src.error(hp.key("rules").index(i), format!("host {name:?} has no interface {:?}", r.iif.unwrap_or_default())));
+                }
+                Ok(r) => setup.rules.push(r),
+                Err(e) => errs.push(src.error(hp.key("rules").index(i), e)),
+            }
+        }
+        for (i, o) in h.offloads.iter().enumerate() {
+            let op = hp.key("offloads").index(i);
+            if !has_dev(&o.dev) {
+                errs.push(src.error(op.key("dev"), format!("host {name:?} has no interface {:?}", o.dev)));
+            }
+            let features: Vec<(&'static str, bool)> =
+                [("tso", o.tso), ("gso", o.gso), ("gro", o.gro)].into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+            if features.is_empty() {
+                errs.push(src.error(op.clone(), "name at least one feature: tso, gso, gro (true = on, false = off)"));
+            }
+            setup.offloads.push(Offload { dev: o.dev.clone(), features });
         }
         hosts.insert(name.clone(), setup);
     }
@@ -793,6 +868,20 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 errs.push(src.error(cp.key(key), format!("`{key}` needs clean closes between transfers: `close` cannot be combined with it")));
             }
         }
+        let max_duration = c.max_duration.as_ref().and_then(|m| {
+            let mp = cp.key("max_duration");
+            let rate = crate::throughput::parse_rate(&m.rate).map_err(|e| errs.push(src.error(mp.key("rate"), e))).ok();
+            let slack = parse_duration(&m.slack.0).map_err(|e| errs.push(src.error(mp.key("slack"), e))).ok();
+            // A timing bound is judged only where nothing else competes for the CPUs or
+            // the links, and over one plain transfer.
+            if !raw.serial {
+                errs.push(src.error(mp.clone(), "a duration bound needs the case to be `serial = true`"));
+            }
+            if c.pace.is_some() || c.close.is_some() || c.error.is_some() || reconnect > 0 || repeat > 1 {
+                errs.push(src.error(mp.clone(), "a duration bound applies to one plain bulk transfer: not with pace, close, error, reconnect or repeat"));
+            }
+            Some(crate::throughput::MaxDuration { rate_bps: rate?, slack: slack? })
+        });
         let port = c.port.unwrap_or(10000 + u16::try_from(i).unwrap_or(0));
         if port == 0 {
             errs.push(src.error(cp.key("port"), "port 0 is not a port"));
@@ -821,6 +910,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             reconnect,
             repeat: repeat.max(1),
             mark: c.mark,
+            max_duration,
         });
     }
 
@@ -1127,6 +1217,41 @@ strict = false
         // ... with it, a tproxy rule diverts the connection and any address goes.
         let c = &load(&foreign.replace("upload = \"4KiB\"", "upload = \"4KiB\"\ntransparent = true")).unwrap().connections[0];
         assert!(c.transparent);
+    }
+
+    #[test]
+    fn host_routes_rules_and_offloads() {
+        let text = GOOD.replace(
+            "limits = { subflows = 1 }",
+            "limits = { subflows = 1 }\nroutes = [\"0.0.0.0/0 dev lo table 100 type local\"]\nrules = [\"fwmark 1 lookup 100\"]\noffloads = [{ dev = \"eth1\", tso = false, gro = false }]",
+        );
+        let c = load(&text).unwrap();
+        let h = &c.hosts["client"];
+        assert!(h.routes[0].local && h.routes[0].table == Some(100));
+        assert_eq!(h.rules[0].fwmark, Some((1, None)));
+        assert_eq!(h.offloads, vec![Offload { dev: "eth1".into(), features: vec![("tso", false), ("gro", false)] }]);
+        let e = one_error(&text.replace("dev lo table", "dev eth9 table"));
+        assert!(e.starts_with("cases/t/case.toml:6: hosts.client.routes[0]: host \"client\" has no interface \"eth9\""), "{e}");
+        let e = one_error(&text.replace("fwmark 1 lookup 100", "fwmark 1"));
+        assert!(e.starts_with("cases/t/case.toml:7: hosts.client.rules[0]: a rule needs `lookup <table>`"), "{e}");
+        let e = one_error(&text.replace("tso = false, gro = false", "lro = false"));
+        assert!(e.starts_with("cases/t/case.toml:8: hosts.client.offloads[0].lro: unknown field `lro`"), "{e}");
+        let e = one_error(&text.replace(", tso = false, gro = false", ""));
+        assert!(e.starts_with("cases/t/case.toml:8: hosts.client.offloads[0]: name at least one feature"), "{e}");
+    }
+
+    #[test]
+    fn a_duration_bound_needs_a_serial_plain_transfer() {
+        let bound = "max_duration = { rate = \"20mbit\", slack = \"450ms\" }";
+        let c = load(&format!("serial = true\n{}", with_conn_keys(bound))).unwrap();
+        let m = c.connections[0].max_duration.unwrap();
+        assert_eq!((m.rate_bps, m.slack), (20_000_000, Duration::from_millis(450)));
+        let e = one_error(&with_conn_keys(bound));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].max_duration: a duration bound needs the case to be `serial = true`"), "{e}");
+        let e = one_error(&format!("serial = true\n{}", with_conn_keys(&format!("{bound}\nrepeat = 2"))));
+        assert!(e.contains("connections[0].max_duration: a duration bound applies to one plain bulk transfer"), "{e}");
+        let e = one_error(&format!("serial = true\n{}", with_conn_keys(&bound.replace("20mbit", "20mbps"))));
+        assert!(e.starts_with("cases/t/case.toml:13: connections[0].max_duration.rate: unknown rate unit \"mbps\""), "{e}");
     }
 
     #[test]

@@ -20,8 +20,11 @@ pub mod counters;
 pub mod errno;
 pub mod events;
 pub mod judge;
+pub mod route;
+pub mod rule;
 pub mod source;
 pub mod steps;
+pub mod throughput;
 pub mod topology;
 pub mod units;
 
