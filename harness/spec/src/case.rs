@@ -96,6 +96,7 @@ mod raw {
     pub struct MaxDuration {
         pub rate: String,
         pub slack: IntOrString,
+        pub single_path: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -880,7 +881,16 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             if c.pace.is_some() || c.close.is_some() || c.error.is_some() || reconnect > 0 || repeat > 1 {
                 errs.push(src.error(mp.clone(), "a duration bound applies to one plain bulk transfer: not with pace, close, error, reconnect or repeat"));
             }
-            Some(crate::throughput::MaxDuration { rate_bps: rate?, slack: slack? })
+            let single = match &m.single_path {
+                None => Some(None),
+                Some(t) => crate::throughput::parse_rate(t).map(Some).map_err(|e| errs.push(src.error(mp.key("single_path"), e))).ok(),
+            };
+            if let (Some(r), Some(Some(one))) = (rate, single)
+                && one >= r
+            {
+                errs.push(src.error(mp.key("single_path"), "the single path's rate must be below the aggregate `rate`"));
+            }
+            Some(crate::throughput::MaxDuration { rate_bps: rate?, slack: slack?, single_path_bps: single? })
         });
         let port = c.port.unwrap_or(10000 + u16::try_from(i).unwrap_or(0));
         if port == 0 {
@@ -1252,6 +1262,11 @@ strict = false
         assert!(e.contains("connections[0].max_duration: a duration bound applies to one plain bulk transfer"), "{e}");
         let e = one_error(&format!("serial = true\n{}", with_conn_keys(&bound.replace("20mbit", "20mbps"))));
         assert!(e.starts_with("cases/t/case.toml:13: connections[0].max_duration.rate: unknown rate unit \"mbps\""), "{e}");
+        let capped = bound.replace(" }", ", single_path = \"10mbit\" }");
+        let c = load(&format!("serial = true\n{}", with_conn_keys(&capped))).unwrap();
+        assert_eq!(c.connections[0].max_duration.unwrap().single_path_bps, Some(10_000_000));
+        let e = one_error(&format!("serial = true\n{}", with_conn_keys(&capped.replace("10mbit", "20mbit"))));
+        assert!(e.contains("connections[0].max_duration.single_path: the single path's rate must be below the aggregate `rate`"), "{e}");
     }
 
     #[test]
