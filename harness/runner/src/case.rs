@@ -111,10 +111,12 @@ fn blockers(case: &Case) -> Option<String> {
 #[derive(Debug)]
 struct ConnOutcome {
     name: String,
-    /// Client and server transfers, and how long the bulk transfers took (from the end of
-    /// the first-byte exchange and the steps until both sides had everything).
-    result: Result<((Transfer, Transfer), Duration), (Option<Stage>, SockError)>,
+    result: Result<Exchanged, (Option<Stage>, SockError)>,
 }
+
+/// Client and server transfers, and how long the bulk transfers took (from the end of the
+/// first-byte exchange and the steps until both sides had everything).
+type Exchanged = ((Transfer, Transfer), Duration);
 
 /// What is known of an established connection, exported as `$<name>.*` variables.
 #[derive(Debug, Clone)]
@@ -517,7 +519,7 @@ fn run_connection(
     deadline: Deadline,
     established: &mut dyn FnMut(Option<ConnInfo>),
     gate: &Gate,
-) -> Staged<((Transfer, Transfer), Duration)> {
+) -> Staged<Exchanged> {
     let mut reported = false;
     let r = connect_and_exchange(index, c, topo, deadline, &mut |info| {
         reported = true;
@@ -536,7 +538,7 @@ fn connect_and_exchange(
     deadline: Deadline,
     established: &mut dyn FnMut(Option<ConnInfo>),
     gate: &Gate,
-) -> Staged<((Transfer, Transfer), Duration)> {
+) -> Staged<Exchanged> {
     let server = topo.host(&c.server);
     let client = topo.host(&c.client);
     let cl = format!("{} (client)", c.client);
