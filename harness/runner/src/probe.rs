@@ -25,6 +25,7 @@
 //! | `tc` | the `tc` tool runs inside a namespace (host `tc` commands use it) |
 //! | `nft`, `nft:mptcp` | `nft` runs; a rule `tcp option mptcp subtype 3 drop` loads and lists back |
 //! | `nft:tproxy` | a `socket transparent` + `tproxy to` ruleset loads and lists back (host `nft` using `tproxy`) |
+//! | `sockopt:transparent` | `IP_TRANSPARENT` / `IPV6_TRANSPARENT` are accepted on MPTCP sockets (connections with `transparent`) |
 //! | `ethtool` | `ethtool -k lo` runs inside a namespace (host `offloads`) |
 //! | `ip_rule` | `fwmark 1 lookup 100` rules and `local` routes in table 100 (v4, v6) are accepted over rtnetlink (host `rules`) |
 //! | `tc:pedit`, `tc:csum`, `tc:fw` | the action (RTM_NEWACTION) or the classifier (RTM_NEWTFILTER on clsact) is accepted and dumped back |
@@ -483,6 +484,7 @@ fn probe_pm(caps: &mut Capabilities, ns: &Netns) {
 
 /// A loopback MPTCP connection: socket options, inet_diag and the listener event.
 fn probe_sockets(caps: &mut Capabilities, ns: &Netns) {
+    probe_transparent(caps, ns);
     let recorder = EventRecorder::start(ns, "probe");
     let found = ns.run(loopback_probe);
     match &recorder {
@@ -635,6 +637,27 @@ fn probe_tools(ns: &Netns) -> Vec<(String, bool, String)> {
     v.push(probe_ethtool(ns));
     v.push(probe_nft_tproxy(ns));
     v
+}
+
+/// `sockopt:transparent`: `IP_TRANSPARENT` and `IPV6_TRANSPARENT` on MPTCP sockets (the
+/// kernel's MPTCP socket-option code accepts them; listeners of tproxy cases set them).
+fn probe_transparent(caps: &mut Capabilities, ns: &Netns) {
+    let try_one = |domain: socket2::Domain, level: i32, name: i32, what: &str| -> Result<(), String> {
+        let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::MPTCP)).map_err(|e| format!("socket: {e}"))?;
+        let one: libc::c_int = 1;
+        // SAFETY: `one` outlives the call and its size is passed.
+        let r = unsafe { libc::setsockopt(sock.as_raw_fd(), level, name, (&raw const one).cast(), 4) };
+        if r < 0 { Err(format!("setsockopt({what}, 1) on an MPTCP socket: {}", io::Error::last_os_error())) } else { Ok(()) }
+    };
+    let found = ns.run(|| {
+        try_one(socket2::Domain::IPV4, libc::SOL_IP, libc::IP_TRANSPARENT, "IP_TRANSPARENT")
+            .and_then(|()| try_one(socket2::Domain::IPV6, libc::SOL_IPV6, libc::IPV6_TRANSPARENT, "IPV6_TRANSPARENT"))
+    });
+    match found {
+        Ok(Ok(())) => caps.push("sockopt:transparent", true, "IP_TRANSPARENT and IPV6_TRANSPARENT are accepted on MPTCP sockets"),
+        Ok(Err(e)) => caps.push("sockopt:transparent", false, e),
+        Err(e) => caps.push("sockopt:transparent", false, e.to_string()),
+    }
 }
 
 /// `ethtool` (host `offloads`): `ethtool -k lo` runs inside a namespace.

@@ -70,6 +70,9 @@ pub fn needs(case: &Case) -> BTreeMap<String, String> {
     for (i, c) in case.connections.iter().enumerate() {
         let at = format!("connections[{i}]");
         // An IPv6 socket (v4-mapped addresses and the default `::` listener included).
+        if c.transparent {
+            n.add("sockopt:transparent".into(), format!("{at}.transparent"));
+        }
         if c.connect.is_ipv6() || c.listen.is_ipv6() {
             n.add("ipv6".into(), at);
         }
