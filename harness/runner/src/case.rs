@@ -134,8 +134,12 @@ fn blockers(case: &Case) -> Option<String> {
 #[derive(Debug)]
 struct ConnOutcome {
     name: String,
-    result: Result<(Transfer, Transfer), (Option<Stage>, SockError)>,
+    result: Result<Exchanged, (Option<Stage>, SockError)>,
 }
+
+/// Client and server transfers, and how long the bulk transfers took (from the end of the
+/// first-byte exchange and the steps until both sides had everything).
+type Exchanged = ((Transfer, Transfer), Duration);
 
 /// What is known of an established connection, exported as `$<name>.*` variables.
 #[derive(Debug, Clone)]
@@ -311,10 +315,26 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
         failed = true;
         let _ = writeln!(report, "step failed: {f}");
     }
+    let mut duration_failures: Vec<String> = Vec::new();
     for (conn, o) in case.connections.iter().zip(&outcomes) {
         match (&o.result, conn.error) {
-            (Ok((c, s)), None) => {
+            (Ok(((c, s), took)), None) => {
                 let _ = writeln!(report, "{}: ok: client sent {} received {}; server sent {} received {}", o.name, c.sent, c.received, s.sent, s.received);
+                // `mptcp_connect -T`: the transfer must not take longer than the shaped
+                // links allow.
+                if let Some(m) = conn.max_duration {
+                    let bytes = conn.upload.max(conn.download);
+                    let bound = m.bound(bytes, env::slowness());
+                    let verdict = if *took > bound { "SLOWER than" } else { "within" };
+                    let _ = writeln!(report, "{}: bulk transfer took {} ms, {verdict} the bound of {} ms ({})", o.name, took.as_millis(), bound.as_millis(), m.explain(bytes, env::slowness()));
+                    if env::verbose() {
+                        eprintln!("{}: {}: transfer {} ms, bound {} ms", case.id, o.name, took.as_millis(), bound.as_millis());
+                    }
+                    if *took > bound {
+                        failed = true;
+                        duration_failures.push(format!("{}: the bulk transfer took {} ms, more than {} ms ({})", o.name, took.as_millis(), bound.as_millis(), m.explain(bytes, env::slowness())));
+                    }
+                }
             }
             (Ok(_), Some(want)) => {
                 failed = true;
@@ -392,10 +412,13 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     }
     if failed {
         let mut r = String::new();
-        if !mismatches.is_empty() {
+        if !mismatches.is_empty() || !duration_failures.is_empty() {
             let _ = writeln!(r, "expectations that did not hold:");
             for m in &mismatches {
                 let _ = writeln!(r, "  {m}");
+            }
+            for d in &duration_failures {
+                let _ = writeln!(r, "  {d}");
             }
         }
         let _ = writeln!(r, "what happened:");
@@ -458,7 +481,15 @@ fn setup_hosts(case: &Case, topo: &Topology) -> Result<Vec<socket2::Socket>, Str
         for cmd in &setup.tc {
             crate::tc::run(&host.ns, name, cmd)?;
         }
-        crate::route::add_all(host, &setup.routes)?;
+        for o in &setup.offloads {
+            crate::offload::apply(&host.ns, name, o)?;
+        }
+        for r in &setup.routes {
+            crate::route::add(host, r)?;
+        }
+        for r in &setup.rules {
+            crate::rule::add(host, r)?;
+        }
         for l in &setup.listen {
             let sa = crate::linklocal::scoped(host, l.addr.ip(), l.addr.port(), l.ll.as_ref());
             let sock = traffic::listener_at(&host.ns, name, sa, l.proto, &traffic::SockSetup::default()).map_err(|e| format!("{name}: listen on {sa}: {e}"))?;
@@ -547,7 +578,7 @@ fn run_connection(
     deadline: Deadline,
     established: &mut dyn FnMut(Option<ConnInfo>),
     gate: &Gate,
-) -> Staged<(Transfer, Transfer)> {
+) -> Staged<Exchanged> {
     let mut reported = false;
     let r = connect_and_exchange(index, c, topo, deadline, &mut |info| {
         reported = true;
@@ -566,7 +597,7 @@ fn connect_and_exchange(
     deadline: Deadline,
     established: &mut dyn FnMut(Option<ConnInfo>),
     gate: &Gate,
-) -> Staged<(Transfer, Transfer)> {
+) -> Staged<Exchanged> {
     let server = topo.host(&c.server);
     let client = topo.host(&c.client);
     let cl = format!("{} (client)", c.client);
@@ -578,6 +609,7 @@ fn connect_and_exchange(
     let dst = crate::linklocal::scoped(client, c.connect, c.port, c.connect_ll.as_ref());
     let mut lst = Some(lst);
     let mut total = (Transfer::default(), Transfer::default());
+    let mut took = Duration::ZERO;
     let mut established = Some(established);
     // `repeat` runs the whole connection again with a new client socket; `reconnect` runs
     // further transfers on the same socket after a disconnect (connect(AF_UNSPEC)).
@@ -597,13 +629,14 @@ fn connect_and_exchange(
                 last: run + 1 == c.repeat && round == c.reconnect,
             };
             let ends = Ends { cl: &cl, sv: &sv, dst, deadline, gate };
-            let (t, back) = exchange_once(c, &turn, sock, &mut lst, &ends, established.take())?;
+            let (t, back, d) = exchange_once(c, &turn, sock, &mut lst, &ends, established.take())?;
             total.0 += t.0;
             total.1 += t.1;
+            took += d;
             csock = back;
         }
     }
-    Ok(total)
+    Ok((total, took))
 }
 
 /// Which transfer of a connection this is.
@@ -640,7 +673,7 @@ fn exchange_once(
     lst: &mut Option<socket2::Socket>,
     ends: &Ends<'_>,
     established: Option<&mut dyn FnMut(Option<ConnInfo>)>,
-) -> Staged<((Transfer, Transfer), Option<socket2::Socket>)> {
+) -> Staged<((Transfer, Transfer), Option<socket2::Socket>, Duration)> {
     let Ends { cl, sv, dst, deadline, gate } = *ends;
     let (up, down) = seeds(turn.index);
     let (up, down) = (up + (turn.seq << 20), down + (turn.seq << 20));
@@ -718,31 +751,37 @@ fn exchange_once(
         what: "server thread".into(),
         detail: format!("panicked: {}", crate::netns::panic_text(&*p)),
     };
+    // The bulk transfer's duration (`max_duration`): from here until both sides have sent
+    // and received everything.
+    let t_start = Instant::now();
     std::thread::scope(|s| {
         // The server side runs on its own thread and hands its socket back when done.
         let srv = s.spawn(move || {
             let r = sstream.finish(&mut ssock, deadline);
-            (r, ssock)
+            (r, ssock, Instant::now())
         });
         let cli = cstream.finish(&mut csock, deadline);
+        let cli_end = Instant::now();
+        let took = |srv_end: Instant| cli_end.max(srv_end) - t_start;
         // The closing side of a fastclose closes now (abortively); a failed side drops its
         // socket here too, which ends the peer's loop (EOF or reset).
         if fc.is_some_and(|f| f.by == Side::Client) || cli.is_err() {
             drop(lst.take());
             traffic::abortive_close(csock, cl).map_err(stage)?;
-            let srv = srv.join().map(|(r, _)| r).unwrap_or_else(|p| Err(panicked(p)));
-            return Ok(((cli.map_err(stage)?, srv.map_err(stage)?), None));
+            let (srv, end) = srv.join().map(|(r, _, end)| (r, end)).unwrap_or_else(|p| (Err(panicked(p)), Instant::now()));
+            return Ok(((cli.map_err(stage)?, srv.map_err(stage)?), None, took(end)));
         }
-        let (srv, ssock) = match srv.join() {
-            Ok((r, sock)) => (r, Some(sock)),
-            Err(p) => (Err(panicked(p)), None),
+        let (srv, ssock, end) = match srv.join() {
+            Ok((r, sock, end)) => (r, Some(sock), end),
+            Err(p) => (Err(panicked(p)), None, Instant::now()),
         };
+        let took = took(end);
         if !turn.last {
             // A clean close of the accepted socket; the client disconnects and reconnects
             // (or opens a new socket) for the next transfer.
             drop(ssock);
             let t = (cli.map_err(stage)?, srv.map_err(stage)?);
-            return Ok((t, Some(csock)));
+            return Ok((t, Some(csock), took));
         }
         if first && c.with_steps {
             wait_gate()?;
@@ -756,7 +795,7 @@ fn exchange_once(
             traffic::abortive_close(ssock, sv).map_err(stage)?;
         }
         drop(csock);
-        Ok(((cli.map_err(stage)?, srv.map_err(stage)?), None))
+        Ok(((cli.map_err(stage)?, srv.map_err(stage)?), None, took))
     })
 }
 

@@ -30,6 +30,10 @@
 //! | `qdisc:<kind>` | `netem`, `tbf`, `htb`, `clsact` added on `lo` and dumped back |
 //! | `tc` | the `tc` tool runs inside a namespace (host `tc` commands use it) |
 //! | `nft`, `nft:mptcp` | `nft` runs; a rule `tcp option mptcp subtype 3 drop` loads and lists back |
+//! | `nft:tproxy` | a `socket transparent` + `tproxy to` ruleset loads and lists back (host `nft` using `tproxy`) |
+//! | `sockopt:transparent` | `IP_TRANSPARENT` / `IPV6_TRANSPARENT` are accepted on MPTCP sockets (connections with `transparent`) |
+//! | `ethtool` | `ethtool -k lo` runs inside a namespace (host `offloads`) |
+//! | `ip_rule` | `fwmark 1 lookup 100` rules and `local` routes in table 100 (v4, v6) are accepted over rtnetlink (host `rules`) |
 //! | `tc:pedit`, `tc:csum`, `tc:fw` | the action (RTM_NEWACTION) or the classifier (RTM_NEWTFILTER on clsact) is accepted and dumped back |
 //!
 //! [`needs`] says which capabilities a case uses (its `requires` plus what it names: counters,
@@ -59,7 +63,7 @@ use crate::wait::Deadline;
 use netlink::{RawNl, nl_socket};
 
 mod needs;
-mod netlink;
+pub(crate) mod netlink;
 mod strict;
 mod tc;
 
@@ -345,8 +349,12 @@ fn probe_in_namespace(caps: &mut Capabilities, ns: &Netns) {
     }
     caps.list.extend(counter_caps);
     match &mut rt {
-        Some(rt) => tc::probe_tc(caps, rt),
+        Some(rt) => {
+            tc::probe_tc(caps, rt);
+            probe_ip_rule(caps, rt);
+        }
         None => {
+            caps.push("ip_rule", false, "no rtnetlink socket to probe it with");
             for n in tc::CAPABILITIES {
                 caps.push(n, false, "no rtnetlink socket to probe it with");
             }
@@ -558,6 +566,7 @@ fn pm_endpoints_max(pm: &PmClient) -> Result<u32, String> {
 
 /// A loopback MPTCP connection: socket options, inet_diag and the listener event.
 fn probe_sockets(caps: &mut Capabilities, ns: &Netns) {
+    probe_transparent(caps, ns);
     let recording = crate::daemon_lock::recording();
     let recorder = EventRecorder::start(ns, "probe");
     // A fullmesh endpoint during the connection: kernels that count them report it in
@@ -767,7 +776,83 @@ fn probe_tools(ns: &Netns) -> Vec<(String, bool, String)> {
         Err(e) => vec![("tc".to_owned(), false, format!("cannot run `tc` (install iproute2): {e}"))],
     };
     v.extend(probe_nft(ns));
+    v.push(probe_ethtool(ns));
+    v.push(probe_nft_tproxy(ns));
     v
+}
+
+/// `sockopt:transparent`: `IP_TRANSPARENT` and `IPV6_TRANSPARENT` on MPTCP sockets (the
+/// kernel's MPTCP socket-option code accepts them; listeners of tproxy cases set them).
+fn probe_transparent(caps: &mut Capabilities, ns: &Netns) {
+    let try_one = |domain: socket2::Domain, level: i32, name: i32, what: &str| -> Result<(), String> {
+        let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::MPTCP)).map_err(|e| format!("socket: {e}"))?;
+        let one: libc::c_int = 1;
+        // SAFETY: `one` outlives the call and its size is passed.
+        let r = unsafe { libc::setsockopt(sock.as_raw_fd(), level, name, (&raw const one).cast(), 4) };
+        if r < 0 { Err(format!("setsockopt({what}, 1) on an MPTCP socket: {}", io::Error::last_os_error())) } else { Ok(()) }
+    };
+    let found = ns.run(|| {
+        try_one(socket2::Domain::IPV4, libc::SOL_IP, libc::IP_TRANSPARENT, "IP_TRANSPARENT")
+            .and_then(|()| try_one(socket2::Domain::IPV6, libc::SOL_IPV6, libc::IPV6_TRANSPARENT, "IPV6_TRANSPARENT"))
+    });
+    match found {
+        Ok(Ok(())) => caps.push("sockopt:transparent", true, "IP_TRANSPARENT and IPV6_TRANSPARENT are accepted on MPTCP sockets"),
+        Ok(Err(e)) => caps.push("sockopt:transparent", false, e),
+        Err(e) => caps.push("sockopt:transparent", false, e.to_string()),
+    }
+}
+
+/// `ethtool` (host `offloads`): `ethtool -k lo` runs inside a namespace.
+fn probe_ethtool(ns: &Netns) -> (String, bool, String) {
+    match crate::nft::run_in(ns, "ethtool", &["-k", "lo"], None) {
+        Ok(o) if o.status.success() => ("ethtool".into(), true, "`ethtool -k lo` runs inside a namespace".into()),
+        Ok(o) => ("ethtool".into(), false, format!("`ethtool -k lo` fails: {}", String::from_utf8_lossy(&o.stderr).trim())),
+        Err(e) => ("ethtool".into(), false, format!("cannot run `ethtool` (install ethtool): {e}")),
+    }
+}
+
+/// `nft:tproxy`: upstream's transparent-proxy ruleset (`socket transparent`, `tproxy to`)
+/// loads and lists back (nft_tproxy, nft_socket).
+fn probe_nft_tproxy(ns: &Netns) -> (String, bool, String) {
+    let rules = "table inet mptcpct_tproxy {\n  chain divert {\n    type filter hook prerouting priority -150;\n    meta l4proto tcp socket transparent 1 meta mark set 1 accept\n    tcp dport 20000 tproxy to :20000 meta mark set 1 accept\n  }\n}\n";
+    match crate::nft::run_in(ns, "nft", &["-f", "-"], Some(rules)) {
+        Err(e) => ("nft:tproxy".into(), false, format!("cannot run `nft` (install nftables): {e}")),
+        Ok(o) if o.status.success() => {
+            let listed = crate::nft::list(ns).unwrap_or_default();
+            if listed.contains("tproxy to") && listed.contains("socket transparent") {
+                ("nft:tproxy".into(), true, "a `socket transparent` + `tproxy to :20000` ruleset loads and lists back".into())
+            } else {
+                ("nft:tproxy".into(), false, format!("the tproxy ruleset loaded but does not list back: {}", listed.trim()))
+            }
+        }
+        Ok(o) => ("nft:tproxy".into(), false, format!("the tproxy ruleset does not load: {}", String::from_utf8_lossy(&o.stderr).trim())),
+    }
+}
+
+/// `ip_rule`: policy routing (`ip rule add fwmark 1 lookup 100`, IPv4 and IPv6) over
+/// rtnetlink, and a `local` route in that table (tproxy's set-up).
+fn probe_ip_rule(caps: &mut Capabilities, rt: &mut RawNl) {
+    use mptcp_spec::route::HostRoute;
+    use mptcp_spec::rule::Rule;
+    use mptcp_wire::nl::{NLM_F_CREATE, NLM_F_EXCL};
+    let mut why = Vec::new();
+    for text in ["-4 fwmark 1 lookup 100", "-6 fwmark 1 lookup 100"] {
+        let r = Rule::parse(text).unwrap_or_else(|e| panic!("probe rule {text:?}: {e}"));
+        if let Err(e) = rt.request(32, NLM_F_CREATE | NLM_F_EXCL, &crate::rule::encode(&r)) {
+            why.push(format!("ip rule add {text}: {e}"));
+        }
+    }
+    for text in ["0.0.0.0/0 dev lo table 100 type local", "::/0 dev lo table 100 type local"] {
+        let r = HostRoute::parse(text).unwrap_or_else(|e| panic!("probe route {text:?}: {e}"));
+        if let Err(e) = rt.request(24, NLM_F_CREATE | NLM_F_EXCL, &crate::route::encode(&r, Some(tc::LO as u32))) {
+            why.push(format!("ip route add {text}: {e}"));
+        }
+    }
+    if why.is_empty() {
+        caps.push("ip_rule", true, "fwmark rules and local routes in table 100 (v4, v6) are accepted");
+    } else {
+        caps.push("ip_rule", false, why.join("; "));
+    }
 }
 
 /// nftables with the MPTCP option match, in the scratch namespace.

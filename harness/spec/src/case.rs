@@ -78,6 +78,27 @@ mod raw {
         pub listen: Vec<String>,
         #[serde(default)]
         pub routes: Vec<String>,
+        #[serde(default)]
+        pub rules: Vec<String>,
+        #[serde(default)]
+        pub offloads: Vec<Offload>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Offload {
+        pub dev: String,
+        pub tso: Option<bool>,
+        pub gso: Option<bool>,
+        pub gro: Option<bool>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct MaxDuration {
+        pub rate: String,
+        pub slack: IntOrString,
+        pub single_path: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -124,6 +145,7 @@ mod raw {
         pub reconnect: Option<u32>,
         pub repeat: Option<u32>,
         pub mark: Option<u32>,
+        pub max_duration: Option<MaxDuration>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -319,6 +341,20 @@ pub struct HostSetup {
     pub listen: Vec<SetupListener>,
     /// Routes added at host setup (`ip route add ...`).
     pub routes: Vec<crate::route::HostRoute>,
+    /// Routes added before traffic (`ip route add ...`, e.g. tproxy's `local` route).
+    /// Policy-routing rules added before traffic (`ip rule add ...`).
+    pub rules: Vec<crate::rule::Rule>,
+    /// Offload settings (`ethtool -K <dev> tso off gso off gro off`), each read back.
+    pub offloads: Vec<Offload>,
+}
+
+/// Offload features of one interface (`ethtool -K DEV tso off ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offload {
+    /// Interface in the host.
+    pub dev: String,
+    /// `(feature, on)` by ethtool's short name: `tso`, `gso`, `gro`.
+    pub features: Vec<(&'static str, bool)>,
 }
 
 /// Socket protocol of one side of a connection.
@@ -408,6 +444,9 @@ pub struct Connection {
     pub connect_ll: Option<crate::linklocal::LinkLocal>,
     /// `listen = "$ll.<ifname>%<scope>"`, likewise.
     pub listen_ll: Option<crate::linklocal::LinkLocal>,
+    /// The longest the bulk transfer may take (`mptcp_connect -T`), computed from the
+    /// shaped link rates.
+    pub max_duration: Option<crate::throughput::MaxDuration>,
 }
 
 impl Connection {
@@ -653,6 +692,8 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             record_events: true,
             listen: Vec::new(),
             routes: Vec::new(),
+            rules: Vec::new(),
+            offloads: Vec::new(),
         };
         for (k, v) in &h.sysctls {
             check_sysctl_name(k, &hp.key("sysctls").key(k), src, errs);
@@ -727,22 +768,6 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 (None, Err(_)) => errs.push(src.error(at, bad())),
             }
         }
-        for (i, r) in h.routes.iter().enumerate() {
-            let at = hp.key("routes").index(i);
-            match r.parse::<crate::route::HostRoute>() {
-                Ok(route) => {
-                    if let Some(d) = &route.dev
-                        && !topology.interfaces(name).any(|i| &i.ifname == d)
-                        && d != "lo"
-                    {
-                        errs.push(src.error(at, format!("host {name:?} has no interface {d:?}")));
-                        continue;
-                    }
-                    setup.routes.push(route);
-                }
-                Err(e) => errs.push(src.error(at, format!("{r:?}: {e}"))),
-            }
-        }
         for (i, cmd) in h.tc.iter().enumerate() {
             let words: Vec<&str> = cmd.split_whitespace().collect();
             if !matches!(words.first(), Some(&"qdisc") | Some(&"filter") | Some(&"action")) {
@@ -755,6 +780,37 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 errs.push(src.error(hp.key("tc").index(i), format!("host {name:?} has no interface {d:?}")));
             }
             setup.tc.push(cmd.clone());
+        }
+        let has_dev = |d: &str| d == "lo" || topology.interfaces(name).any(|i| i.ifname == d);
+        for (i, text) in h.routes.iter().enumerate() {
+            match crate::route::HostRoute::parse(text) {
+                Ok(r) if r.dev.as_deref().is_some_and(|d| !has_dev(d)) => {
+                    errs.push(src.error(hp.key("routes").index(i), format!("host {name:?} has no interface {:?}", r.dev.unwrap_or_default())));
+                }
+                Ok(r) => setup.routes.push(r),
+                Err(e) => errs.push(src.error(hp.key("routes").index(i), e)),
+            }
+        }
+        for (i, text) in h.rules.iter().enumerate() {
+            match crate::rule::Rule::parse(text) {
+                Ok(r) if r.iif.as_deref().is_some_and(|d| !has_dev(d)) => {
+                    errs.push(src.error(hp.key("rules").index(i), format!("host {name:?} has no interface {:?}", r.iif.unwrap_or_default())));
+                }
+                Ok(r) => setup.rules.push(r),
+                Err(e) => errs.push(src.error(hp.key("rules").index(i), e)),
+            }
+        }
+        for (i, o) in h.offloads.iter().enumerate() {
+            let op = hp.key("offloads").index(i);
+            if !has_dev(&o.dev) {
+                errs.push(src.error(op.key("dev"), format!("host {name:?} has no interface {:?}", o.dev)));
+            }
+            let features: Vec<(&'static str, bool)> =
+                [("tso", o.tso), ("gso", o.gso), ("gro", o.gro)].into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+            if features.is_empty() {
+                errs.push(src.error(op.clone(), "name at least one feature: tso, gso, gro (true = on, false = off)"));
+            }
+            setup.offloads.push(Offload { dev: o.dev.clone(), features });
         }
         hosts.insert(name.clone(), setup);
     }
@@ -938,6 +994,29 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 errs.push(src.error(cp.key(key), format!("`{key}` needs clean closes between transfers: `close` cannot be combined with it")));
             }
         }
+        let max_duration = c.max_duration.as_ref().and_then(|m| {
+            let mp = cp.key("max_duration");
+            let rate = crate::throughput::parse_rate(&m.rate).map_err(|e| errs.push(src.error(mp.key("rate"), e))).ok();
+            let slack = parse_duration(&m.slack.0).map_err(|e| errs.push(src.error(mp.key("slack"), e))).ok();
+            // A timing bound is judged only where nothing else competes for the CPUs or
+            // the links, and over one plain transfer.
+            if !raw.serial {
+                errs.push(src.error(mp.clone(), "a duration bound needs the case to be `serial = true`"));
+            }
+            if c.pace.is_some() || c.close.is_some() || c.error.is_some() || reconnect > 0 || repeat > 1 {
+                errs.push(src.error(mp.clone(), "a duration bound applies to one plain bulk transfer: not with pace, close, error, reconnect or repeat"));
+            }
+            let single = match &m.single_path {
+                None => Some(None),
+                Some(t) => crate::throughput::parse_rate(t).map(Some).map_err(|e| errs.push(src.error(mp.key("single_path"), e))).ok(),
+            };
+            if let (Some(r), Some(Some(one))) = (rate, single)
+                && one >= r
+            {
+                errs.push(src.error(mp.key("single_path"), "the single path's rate must be below the aggregate `rate`"));
+            }
+            Some(crate::throughput::MaxDuration { rate_bps: rate?, slack: slack?, single_path_bps: single? })
+        });
         let port = c.port.unwrap_or(10000 + u16::try_from(i).unwrap_or(0));
         if port == 0 {
             errs.push(src.error(cp.key("port"), "port 0 is not a port"));
@@ -968,6 +1047,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             mark: c.mark,
             connect_ll,
             listen_ll,
+            max_duration,
         });
     }
 
@@ -1333,8 +1413,8 @@ strict = false
     #[test]
     fn bad_setup_keys_are_located() {
         let e = one_error(&GOOD.replace("[hosts.client]\n", "[hosts.client]\nroutes = [\"10.0.9.0/24 via 10.0.1\"]\n"));
-        assert!(e.starts_with("cases/t/case.toml:5: hosts.client.routes[0]: \"10.0.9.0/24 via 10.0.1\": via: \"10.0.1\" is not an IPv4"), "{e}");
-        let e = one_error(&GOOD.replace("[hosts.client]\n", "[hosts.client]\nroutes = [\"default dev eth9\"]\n"));
+        assert!(e.starts_with("cases/t/case.toml:5: hosts.client.routes[0]: via \"10.0.1\" is not an address"), "{e}");
+        let e = one_error(&GOOD.replace("[hosts.client]\n", "[hosts.client]\nroutes = [\"0.0.0.0/0 dev eth9\"]\n"));
         assert!(e.contains("hosts.client.routes[0]: host \"client\" has no interface \"eth9\""), "{e}");
         let e = one_error(&GOOD.replace("[hosts.client]\n", "[hosts.client]\nlisten = [\"10.0.1.2\"]\n"));
         assert!(e.starts_with("cases/t/case.toml:5: hosts.client.listen[0]: \"10.0.1.2\" is not an address:port"), "{e}");
@@ -1360,6 +1440,46 @@ strict = false
         assert_eq!(c.expect["client"].events.attr_counts[&("sub_closed".to_owned(), "error".to_owned())], CounterExpect::Eq(2));
         let e = one_error(&(GOOD.to_owned() + "event_attr_counts = { sub_closed = { eror = 2 } }\n"));
         assert!(e.contains("expect.client.event_attr_counts.sub_closed.eror: unknown event attribute \"eror\""), "{e}");
+    }
+
+    #[test]
+    fn host_routes_rules_and_offloads() {
+        let text = GOOD.replace(
+            "limits = { subflows = 1 }",
+            "limits = { subflows = 1 }\nroutes = [\"0.0.0.0/0 dev lo table 100 type local\"]\nrules = [\"fwmark 1 lookup 100\"]\noffloads = [{ dev = \"eth1\", tso = false, gro = false }]",
+        );
+        let c = load(&text).unwrap();
+        let h = &c.hosts["client"];
+        assert!(h.routes[0].local && h.routes[0].table == Some(100));
+        assert_eq!(h.rules[0].fwmark, Some((1, None)));
+        assert_eq!(h.offloads, vec![Offload { dev: "eth1".into(), features: vec![("tso", false), ("gro", false)] }]);
+        let e = one_error(&text.replace("dev lo table", "dev eth9 table"));
+        assert!(e.starts_with("cases/t/case.toml:6: hosts.client.routes[0]: host \"client\" has no interface \"eth9\""), "{e}");
+        let e = one_error(&text.replace("fwmark 1 lookup 100", "fwmark 1"));
+        assert!(e.starts_with("cases/t/case.toml:7: hosts.client.rules[0]: a rule needs `lookup <table>`"), "{e}");
+        let e = one_error(&text.replace("tso = false, gro = false", "lro = false"));
+        assert!(e.starts_with("cases/t/case.toml:8: hosts.client.offloads[0].lro: unknown field `lro`"), "{e}");
+        let e = one_error(&text.replace(", tso = false, gro = false", ""));
+        assert!(e.starts_with("cases/t/case.toml:8: hosts.client.offloads[0]: name at least one feature"), "{e}");
+    }
+
+    #[test]
+    fn a_duration_bound_needs_a_serial_plain_transfer() {
+        let bound = "max_duration = { rate = \"20mbit\", slack = \"450ms\" }";
+        let c = load(&format!("serial = true\n{}", with_conn_keys(bound))).unwrap();
+        let m = c.connections[0].max_duration.unwrap();
+        assert_eq!((m.rate_bps, m.slack), (20_000_000, Duration::from_millis(450)));
+        let e = one_error(&with_conn_keys(bound));
+        assert!(e.starts_with("cases/t/case.toml:12: connections[0].max_duration: a duration bound needs the case to be `serial = true`"), "{e}");
+        let e = one_error(&format!("serial = true\n{}", with_conn_keys(&format!("{bound}\nrepeat = 2"))));
+        assert!(e.contains("connections[0].max_duration: a duration bound applies to one plain bulk transfer"), "{e}");
+        let e = one_error(&format!("serial = true\n{}", with_conn_keys(&bound.replace("20mbit", "20mbps"))));
+        assert!(e.starts_with("cases/t/case.toml:13: connections[0].max_duration.rate: unknown rate unit \"mbps\""), "{e}");
+        let capped = bound.replace(" }", ", single_path = \"10mbit\" }");
+        let c = load(&format!("serial = true\n{}", with_conn_keys(&capped))).unwrap();
+        assert_eq!(c.connections[0].max_duration.unwrap().single_path_bps, Some(10_000_000));
+        let e = one_error(&format!("serial = true\n{}", with_conn_keys(&capped.replace("10mbit", "20mbit"))));
+        assert!(e.contains("connections[0].max_duration.single_path: the single path's rate must be below the aggregate `rate`"), "{e}");
     }
 
     #[test]

@@ -22,8 +22,10 @@ pub mod events;
 pub mod judge;
 pub mod linklocal;
 pub mod route;
+pub mod rule;
 pub mod source;
 pub mod steps;
+pub mod throughput;
 pub mod topology;
 pub mod units;
 

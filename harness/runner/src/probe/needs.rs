@@ -43,6 +43,15 @@ pub fn needs(case: &Case) -> BTreeMap<String, String> {
         for (i, cmd) in setup.tc.iter().enumerate() {
             n.tc(cmd, &format!("{at}.tc[{i}]"));
         }
+        if !setup.offloads.is_empty() {
+            n.add("ethtool".into(), format!("{at}.offloads"));
+        }
+        if !setup.rules.is_empty() {
+            n.add("ip_rule".into(), format!("{at}.rules"));
+        }
+        if setup.rules.iter().any(|r| r.v6) || setup.routes.iter().any(|r| r.is_ipv6()) {
+            n.add("ipv6".into(), format!("{at}.rules"));
+        }
         if setup.limits.is_some() {
             n.add("pm:cmd:set_limits".into(), format!("{at}.limits"));
         }
@@ -61,6 +70,9 @@ pub fn needs(case: &Case) -> BTreeMap<String, String> {
     for (i, c) in case.connections.iter().enumerate() {
         let at = format!("connections[{i}]");
         // An IPv6 socket (v4-mapped addresses and the default `::` listener included).
+        if c.transparent {
+            n.add("sockopt:transparent".into(), format!("{at}.transparent"));
+        }
         if c.connect.is_ipv6() || c.listen.is_ipv6() {
             n.add("ipv6".into(), at.clone());
         }
@@ -111,6 +123,9 @@ impl Needs {
         self.add("nft".into(), at);
         if rules.contains("option mptcp") {
             self.add("nft:mptcp".into(), at);
+        }
+        if rules.contains("tproxy") {
+            self.add("nft:tproxy".into(), at);
         }
     }
 

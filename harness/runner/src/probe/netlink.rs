@@ -12,7 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::wait::Deadline;
 
 /// A netlink socket of any protocol, opened inside a namespace.
-pub(super) fn nl_socket(protocol: i32) -> io::Result<OwnedFd> {
+pub(crate) fn nl_socket(protocol: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); checked below.
     let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
     if raw < 0 {
@@ -38,9 +38,9 @@ pub(super) fn nl_socket(protocol: i32) -> io::Result<OwnedFd> {
 
 /// A refused netlink request: errno and the extended-ACK text.
 #[derive(Debug)]
-pub(super) struct Refusal {
-    pub(super) errno: i32,
-    pub(super) msg: Option<String>,
+pub(crate) struct Refusal {
+    pub(crate) errno: i32,
+    pub(crate) msg: Option<String>,
 }
 
 impl std::fmt::Display for Refusal {
@@ -53,19 +53,19 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-pub(super) struct RawNl {
+pub(crate) struct RawNl {
     fd: OwnedFd,
     seq: u32,
 }
 
 impl RawNl {
-    pub(super) fn new(fd: OwnedFd) -> RawNl {
+    pub(crate) fn new(fd: OwnedFd) -> RawNl {
         RawNl { fd, seq: 1 }
     }
 
     /// Sends one request (`NLM_F_REQUEST`, plus `NLM_F_ACK` unless a dump) and collects the
     /// data messages of the answer until the ack or `NLMSG_DONE`; one second at most.
-    pub(super) fn request(&mut self, msg_type: u16, flags: u16, payload: &[u8]) -> Result<Vec<nl::DataMessage>, Refusal> {
+    pub(crate) fn request(&mut self, msg_type: u16, flags: u16, payload: &[u8]) -> Result<Vec<nl::DataMessage>, Refusal> {
         self.seq += 1;
         let seq = self.seq;
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
