@@ -84,7 +84,7 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
     let start = Instant::now();
     // Counters this kernel does not expose are left unchecked (and said so), as upstream
     // skips one check rather than the subtest; strict mode keeps them as missing capabilities.
-    let unchecked = crate::probe::unchecked_counters(capabilities(), case);
+    let unchecked = crate::probe::unchecked_counters(capabilities(), case, crate::probe::Strictness::requested());
     let reduced;
     let case = if unchecked.is_empty() {
         case
