@@ -1619,12 +1619,10 @@ pub fn run_matrix(m: &MatrixOptions) -> u8 {
         o.label = Some(k.name.clone());
         o.artifacts = Some(art_root.join(&k.name));
         o.echo_prefix = format!("[{}] ", k.name);
-        if k.strict {
-            o.env.insert(0, ("MPTCP_CT_STRICT".into(), "1".into()));
-            if !k.allow_missing.is_empty() {
-                o.env.insert(1, ("MPTCP_CT_ALLOW_MISSING".into(), k.allow_missing.join(",")));
-            }
-        }
+        // The kernel list decides the guest's strictness (not the host's environment, whose
+        // allow-list is about the host kernel); `--env` still overrides both.
+        o.env.insert(0, ("MPTCP_CT_STRICT".into(), if k.strict { "1" } else { "0" }.into()));
+        o.env.insert(1, ("MPTCP_CT_ALLOW_MISSING".into(), k.allow_missing.join(",")));
         let outcome = if find_image(&kernels_dir.join(&k.name)).is_none() {
             VmOutcome::error(&k.name, &art_root.join(&k.name), format!("not fetched: no kernel in {} (run ci/fetch-kernels {})", kernels_dir.join(&k.name).display(), k.name))
         } else {
