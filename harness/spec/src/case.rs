@@ -42,6 +42,8 @@ mod raw {
         pub steps: Vec<crate::steps::raw::Step>,
         #[serde(default)]
         pub expect_sum: Vec<ExpectSum>,
+        #[serde(default)]
+        pub expect_diff: Vec<crate::observe::raw::ExpectDiff>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -120,6 +122,15 @@ mod raw {
         pub reconnect: Option<u32>,
         pub repeat: Option<u32>,
         pub mark: Option<u32>,
+        pub pause: Option<Pause>,
+        pub integrity: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Pause {
+        pub by: String,
+        pub after: IntOrString,
     }
 
     #[derive(Debug, Deserialize)]
@@ -153,6 +164,10 @@ mod raw {
         pub events_order: Option<String>,
         #[serde(default)]
         pub event_counts: BTreeMap<String, RawCounter>,
+        #[serde(default)]
+        pub links: BTreeMap<String, BTreeMap<String, crate::observe::raw::RawAmount>>,
+        #[serde(default)]
+        pub nft_counters: BTreeMap<String, RawCounter>,
     }
 }
 
@@ -376,6 +391,21 @@ pub struct Connection {
     pub repeat: u32,
     /// `SO_MARK` on the client socket and the listener.
     pub mark: Option<u32>,
+    /// One side sends `after` bytes, then waits until the steps are done before sending the
+    /// rest (reads go on meanwhile). Needs `transfer = "with_steps"`.
+    pub pause: Option<Pause>,
+    /// Received bytes that are the bitwise inverse of the sent ones are tolerated (and
+    /// counted): the DSS-checksum corruption cases invert one payload byte on the wire.
+    pub allow_inverted: bool,
+}
+
+/// A pause in one side's sending (see [`Connection::pause`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    /// The side that pauses.
+    pub by: Side,
+    /// Bytes it sends before pausing.
+    pub after: u64,
 }
 
 impl Connection {
@@ -491,6 +521,12 @@ pub struct Case {
     /// Expectations on the sum of one counter over several hosts (e.g. subflows removed by
     /// either side of a simultaneous flush).
     pub expect_sums: Vec<ExpectSum>,
+    /// Growth of interface statistics over the case (`[expect.<host>.links.<dev>]`).
+    pub expect_links: Vec<crate::observe::LinkExpect>,
+    /// Packet counts of nftables named counters after the case (`[expect.<host>.nft_counters]`).
+    pub expect_nft: Vec<crate::observe::NftCounterExpect>,
+    /// A counter minus another, on one host (`[[expect_diff]]`).
+    pub expect_diffs: Vec<crate::observe::ExpectDiff>,
 }
 
 /// A counter summed over hosts.
@@ -793,6 +829,29 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 errs.push(src.error(cp.key(key), format!("`{key}` needs clean closes between transfers: `close` cannot be combined with it")));
             }
         }
+        let pause = c.pause.as_ref().and_then(|p| {
+            let by = match p.by.as_str() {
+                "client" => Side::Client,
+                "server" => Side::Server,
+                o => {
+                    errs.push(src.error(cp.key("pause").key("by"), format!("expected \"client\" or \"server\", found {o:?}")));
+                    return None;
+                }
+            };
+            let after = parse_size(&p.after.0).map_err(|e| errs.push(src.error(cp.key("pause").key("after"), e))).ok()?;
+            if !with_steps {
+                errs.push(src.error(cp.key("pause"), "a pause lasts until the steps are done: it needs `transfer = \"with_steps\"`"));
+            }
+            Some(Pause { by, after })
+        });
+        let allow_inverted = match c.integrity.as_deref() {
+            None | Some("exact") => false,
+            Some("allow_inverted") => true,
+            Some(o) => {
+                errs.push(src.error(cp.key("integrity"), format!("expected \"exact\" or \"allow_inverted\", found {o:?}")));
+                false
+            }
+        };
         let port = c.port.unwrap_or(10000 + u16::try_from(i).unwrap_or(0));
         if port == 0 {
             errs.push(src.error(cp.key("port"), "port 0 is not a port"));
@@ -821,9 +880,13 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             reconnect,
             repeat: repeat.max(1),
             mark: c.mark,
+            pause,
+            allow_inverted,
         });
     }
 
+    let mut expect_links = Vec::new();
+    let mut expect_nft = Vec::new();
     let mut expect: BTreeMap<String, HostExpect> = topology
         .hosts
         .keys()
@@ -861,6 +924,8 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             }
         }
         crate::events::check_count_names(&events.counts, &ep.key("event_counts"), src, errs);
+        expect_links.extend(crate::observe::links(name, &e.links, &ep.key("links"), &topology, src, errs));
+        expect_nft.extend(crate::observe::nft_counters(name, &e.nft_counters, &ep.key("nft_counters"), src, errs));
         if let Some(slot) = expect.get_mut(name) {
             slot.counters = counters;
             slot.strict = e.strict.unwrap_or(true);
@@ -888,6 +953,12 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             expect_sums.push(ExpectSum { counter: e.counter.clone(), hosts: e.hosts.clone(), want });
         }
     }
+    let expect_diffs = raw
+        .expect_diff
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| crate::observe::diff(d, &root.key("expect_diff").index(i), &topology, src, errs))
+        .collect();
     let steps = crate::steps::validate_steps(&raw.steps, &root.key("steps"), &topology, &[], src, errs);
     if raw.connections.is_empty() && raw.steps.is_empty() {
         errs.push(src.error(root.clone(), "a case needs `connections`, `steps`, or both"));
@@ -897,6 +968,9 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         id,
         steps,
         expect_sums,
+        expect_links,
+        expect_nft,
+        expect_diffs,
         summary: raw.summary,
         topology,
         tags: raw.tags,

@@ -107,6 +107,7 @@ pub fn check_all_counters(case: &Case, deltas: &BTreeMap<String, Snapshot>) -> V
             });
         }
     }
+    out.extend(crate::observe::check_diffs(&case.expect_diffs, deltas));
     out
 }
 
@@ -116,7 +117,8 @@ pub fn named_counters_hold(case: &Case, deltas: &BTreeMap<String, Snapshot>) -> 
     let sums_hold = case.expect_sums.iter().all(|s| {
         s.want.matches(s.hosts.iter().map(|h| deltas.get(h).and_then(|d| d.get(&s.counter)).unwrap_or(0)).sum())
     });
-    sums_hold && case.expect.iter().all(|(h, e)| {
+    let diffs_hold = crate::observe::check_diffs(&case.expect_diffs, deltas).is_empty();
+    sums_hold && diffs_hold && case.expect.iter().all(|(h, e)| {
         e.counters.iter().all(|(n, want)| {
             deltas.get(h).and_then(|d| d.get(n)).is_some_and(|v| want.matches(v))
                 || (matches!(want, CounterExpect::Eq(0)) && deltas.get(h).and_then(|d| d.get(n)).is_none())

@@ -20,6 +20,7 @@ pub mod counters;
 pub mod errno;
 pub mod events;
 pub mod judge;
+pub mod observe;
 pub mod source;
 pub mod steps;
 pub mod topology;
