@@ -24,6 +24,7 @@ pub mod env;
 pub mod events;
 pub mod genl;
 pub mod library;
+pub mod linkstats;
 pub mod kmsg;
 pub mod mib;
 pub mod netns;

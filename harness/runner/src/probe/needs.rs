@@ -77,6 +77,13 @@ pub fn needs(case: &Case) -> BTreeMap<String, String> {
     for (i, sum) in case.expect_sums.iter().enumerate() {
         n.add(format!("counter:{}", sum.counter), format!("expect_sum[{i}]"));
     }
+    for (i, d) in case.expect_diffs.iter().enumerate() {
+        n.add(format!("counter:{}", d.counter), format!("expect_diff[{i}]"));
+        n.add(format!("counter:{}", d.minus), format!("expect_diff[{i}]"));
+    }
+    for e in &case.expect_nft {
+        n.add("nft".into(), format!("expect.{}.nft_counters", e.host));
+    }
     n.steps(&case.steps);
     n.0
 }
@@ -108,6 +115,10 @@ impl Needs {
         self.add("nft".into(), at);
         if rules.contains("option mptcp") {
             self.add("nft:mptcp".into(), at);
+        }
+        // A raw TCP option match: `tcp option @<kind>,<offset>,<length>`.
+        if rules.contains("tcp option @") {
+            self.add("nft:tcp_option_raw".into(), at);
         }
     }
 
