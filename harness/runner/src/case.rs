@@ -720,9 +720,17 @@ fn exchange_once(
     };
     std::thread::scope(|s| {
         // The server side runs on its own thread and hands its socket back when done.
+        // A server that closes abortively does so as soon as its share is done (the client
+        // may still be sending), like `mptcp_connect -l -f N`.
         let srv = s.spawn(move || {
             let r = sstream.finish(&mut ssock, deadline);
-            (r, ssock)
+            if r.is_ok() && fc.is_some_and(|f| f.by == Side::Server) {
+                return match traffic::abortive_close(ssock, sv) {
+                    Ok(()) => (r, None),
+                    Err(e) => (Err(e), None),
+                };
+            }
+            (r, Some(ssock))
         });
         let cli = cstream.finish(&mut csock, deadline);
         // The closing side of a fastclose closes now (abortively); a failed side drops its
@@ -734,7 +742,7 @@ fn exchange_once(
             return Ok(((cli.map_err(stage)?, srv.map_err(stage)?), None));
         }
         let (srv, ssock) = match srv.join() {
-            Ok((r, sock)) => (r, Some(sock)),
+            Ok((r, sock)) => (r, sock),
             Err(p) => (Err(panicked(p)), None),
         };
         if !turn.last {
