@@ -147,15 +147,16 @@ impl ConnInfo {
 struct Gate {
     open: std::sync::Mutex<bool>,
     cv: std::sync::Condvar,
-    /// Also opened with the gate: what paused senders (`pause`) poll beside their socket.
-    release: Option<Arc<traffic::Release>>,
+    /// Also opened with the gate: what paused senders (`pause`) poll beside their socket,
+    /// per connection name (`resume` steps let one pause point go).
+    releases: BTreeMap<String, Arc<traffic::Release>>,
 }
 
 impl Gate {
     fn open(&self) {
         *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.cv.notify_all();
-        if let Some(r) = &self.release {
+        for r in self.releases.values() {
             r.open();
         }
     }
@@ -221,7 +222,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     let mut step_failure = None;
     let mut held_listeners = Vec::new();
     let mut sockets: Vec<String> = Vec::new();
-    let outcomes = run_connections(case, &topo, deadline, |infos| {
+    let outcomes = run_connections(case, &topo, deadline, |infos, releases| {
         for info in infos.iter().flatten() {
             info.export(&mut vars);
         }
@@ -253,6 +254,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
             before: &before,
             listeners: Vec::new(),
             conns: infos.iter().flatten().map(|i| (i.name.clone(), (i.client_fd.clone(), i.server_fd.clone()))).collect(),
+            releases: releases.clone(),
         };
         if let Err(f) = steps::run(&mut sc, &case.steps) {
             step_failure = Some(f);
@@ -471,13 +473,21 @@ fn seeds(index: usize) -> (u64, u64) {
     (base, base + 1)
 }
 
-fn run_connections(case: &Case, topo: &Topology, deadline: Deadline, between: impl FnOnce(&[Option<ConnInfo>])) -> Vec<ConnOutcome> {
+fn run_connections(
+    case: &Case,
+    topo: &Topology,
+    deadline: Deadline,
+    between: impl FnOnce(&[Option<ConnInfo>], &BTreeMap<String, Arc<traffic::Release>>),
+) -> Vec<ConnOutcome> {
     let mut gate = Gate::default();
-    if case.connections.iter().any(|c| c.pause.is_some()) {
+    for c in case.connections.iter().filter(|c| c.pause.is_some()) {
         // Without an eventfd a paused sender would never be released: its connection then
         // fails with the reason (see exchange_once).
-        gate.release = traffic::Release::new().ok().map(Arc::new);
+        if let Ok(r) = traffic::Release::new() {
+            gate.releases.insert(c.name.clone(), Arc::new(r));
+        }
     }
+    let releases = gate.releases.clone();
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<ConnInfo>)>();
     std::thread::scope(|s| {
         let handles: Vec<_> = case
@@ -502,7 +512,7 @@ fn run_connections(case: &Case, topo: &Topology, deadline: Deadline, between: im
         for (i, info) in rx.iter().take(case.connections.len()) {
             infos[i] = info;
         }
-        between(&infos);
+        between(&infos, &releases);
         // The infos hold duplicated socket descriptors: release them before the transfers,
         // so a close in a connection thread really closes the socket.
         drop(infos);
@@ -634,11 +644,11 @@ fn exchange_once(
     let stage = |e| (None, e);
     let fc = c.fastclose;
     let closer = |side: Side| fc.filter(|f| f.by == side).map(|f| f.after);
-    let pause = |side: Side| -> Staged<Option<(u64, Arc<traffic::Release>)>> {
-        match c.pause.filter(|p| p.by == side) {
+    let pause = |side: Side| -> Staged<Option<(Vec<u64>, Arc<traffic::Release>)>> {
+        match c.pause.as_ref().filter(|p| p.by == side) {
             None => Ok(None),
-            Some(p) => match &gate.release {
-                Some(r) => Ok(Some((p.after, Arc::clone(r)))),
+            Some(p) => match gate.releases.get(&c.name) {
+                Some(r) => Ok(Some((p.after.clone(), Arc::clone(r)))),
                 None => Err((None, SockError::Timeout { host: c.client.clone(), what: "pause".into(), detail: "eventfd(2) failed: a paused sender could not be released".into() })),
             },
         }

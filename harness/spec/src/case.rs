@@ -130,7 +130,7 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct Pause {
         pub by: String,
-        pub after: IntOrString,
+        pub after: Vec<IntOrString>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -391,21 +391,22 @@ pub struct Connection {
     pub repeat: u32,
     /// `SO_MARK` on the client socket and the listener.
     pub mark: Option<u32>,
-    /// One side sends `after` bytes, then waits until the steps are done before sending the
-    /// rest (reads go on meanwhile). Needs `transfer = "with_steps"`.
+    /// One side stops sending at each `after` offset until a `resume` step (or the end of the
+    /// steps) lets it go on; reads go on meanwhile. Needs `transfer = "with_steps"`.
     pub pause: Option<Pause>,
     /// Received bytes that are the bitwise inverse of the sent ones are tolerated (and
     /// counted): the DSS-checksum corruption cases invert one payload byte on the wire.
     pub allow_inverted: bool,
 }
 
-/// A pause in one side's sending (see [`Connection::pause`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Pauses in one side's sending (see [`Connection::pause`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pause {
     /// The side that pauses.
     pub by: Side,
-    /// Bytes it sends before pausing.
-    pub after: u64,
+    /// Stream offsets (increasing) where it stops until a `resume` step (or the end of the
+    /// steps) lets it go on.
+    pub after: Vec<u64>,
 }
 
 impl Connection {
@@ -838,7 +839,17 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                     return None;
                 }
             };
-            let after = parse_size(&p.after.0).map_err(|e| errs.push(src.error(cp.key("pause").key("after"), e))).ok()?;
+            let mut after = Vec::new();
+            for (j, a) in p.after.iter().enumerate() {
+                let n = parse_size(&a.0).map_err(|e| errs.push(src.error(cp.key("pause").key("after").index(j), e))).ok()?;
+                if after.last().is_some_and(|l| *l >= n) {
+                    errs.push(src.error(cp.key("pause").key("after").index(j), "pause offsets must increase"));
+                }
+                after.push(n);
+            }
+            if after.is_empty() {
+                errs.push(src.error(cp.key("pause").key("after"), "a pause needs at least one offset"));
+            }
             if !with_steps {
                 errs.push(src.error(cp.key("pause"), "a pause lasts until the steps are done: it needs `transfer = \"with_steps\"`"));
             }

@@ -105,11 +105,13 @@ impl std::ops::AddAssign for Transfer {
     }
 }
 
-/// A one-way signal a paused sender waits for while it keeps reading: an eventfd its pump
-/// polls beside the socket, written once when the steps are done.
+/// What a paused sender waits for while it keeps reading: how many of its pause points were
+/// let go (a `resume` step lets one go, the end of the steps all), and an eventfd its pump
+/// polls beside the socket, written at each change.
 #[derive(Debug)]
 pub struct Release {
     fd: OwnedFd,
+    released: std::sync::atomic::AtomicU64,
 }
 
 impl Release {
@@ -121,19 +123,37 @@ impl Release {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: a fresh descriptor nobody else owns.
-        Ok(Release { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Release { fd: unsafe { OwnedFd::from_raw_fd(fd) }, released: std::sync::atomic::AtomicU64::new(0) })
     }
 
-    /// Opens it: every waiting and future pump sends on (the counter stays non-zero).
-    pub fn open(&self) {
+    fn wake(&self) {
         let one: u64 = 1;
         // SAFETY: writes the 8 bytes of `one` to an open eventfd.
         let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8) };
     }
 
-    fn is_open(&self) -> bool {
-        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    /// Lets the next pause point go.
+    pub fn resume_one(&self) {
+        self.released.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Lets every pause point go (the steps are done).
+    pub fn open(&self) {
+        self.released.store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// How many pause points were let go.
+    fn released(&self) -> u64 {
+        self.released.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Empties the eventfd after a wake-up (the count is what matters).
+    fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into `v` from an open non-blocking eventfd.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut v).cast(), 8) };
     }
 }
 
@@ -301,7 +321,7 @@ pub struct Stream {
     abort_after: Option<u64>,
     tolerate_reset: bool,
     allow_inverted: bool,
-    pause: Option<(u64, std::sync::Arc<Release>)>,
+    pause: Option<(Vec<u64>, std::sync::Arc<Release>)>,
     /// The peer reset the connection (only when tolerated).
     pub reset: bool,
 }
@@ -382,8 +402,9 @@ impl Stream {
         self
     }
 
-    /// Sends `after` bytes, then nothing more until `release` opens; reads go on meanwhile.
-    pub fn pause(mut self, pause: Option<(u64, std::sync::Arc<Release>)>) -> Self {
+    /// Stops sending at each offset of `points` until `release` lets that point go; reads go
+    /// on meanwhile.
+    pub fn pause(mut self, pause: Option<(Vec<u64>, std::sync::Arc<Release>)>) -> Self {
         self.pause = pause;
         self
     }
@@ -494,12 +515,14 @@ impl Stream {
         let host = self.host.clone();
         let host = host.as_str();
         let full_limit = send_cap.min(self.send);
-        let release = self.pause.as_ref().map(|(_, r)| std::sync::Arc::clone(r));
-        let mut released = release.as_ref().is_none_or(|r| r.is_open());
         loop {
+            // The first pause point not let go yet bounds what may be sent.
             let limit = match &self.pause {
-                Some((at, _)) if !released => full_limit.min(*at),
-                _ => full_limit,
+                Some((points, r)) => usize::try_from(r.released())
+                    .ok()
+                    .and_then(|k| points.get(k))
+                    .map_or(full_limit, |p| full_limit.min(*p)),
+                None => full_limit,
             };
             if stop(&self.done) {
                 return Ok(self.done);
@@ -536,11 +559,12 @@ impl Stream {
                 flags |= PollFlags::POLLOUT;
             }
             // A paused sender also waits for its release.
-            let paused = !released && self.taken >= limit && full_limit > limit;
+            let paused = self.taken >= limit && full_limit > limit;
+            let release = self.pause.as_ref().map(|(_, r)| std::sync::Arc::clone(r)).filter(|_| paused);
             let t = PollTimeout::from(wake.poll_timeout_ms(Duration::from_secs(60)));
             let (ready, rev) = {
                 let mut fds = vec![PollFd::new(sock.as_fd(), flags)];
-                if paused && let Some(r) = &release {
+                if let Some(r) = &release {
                     fds.push(PollFd::new(r.fd.as_fd(), PollFlags::POLLIN));
                 }
                 let ready = match poll(&mut fds, t) {
@@ -549,7 +573,10 @@ impl Stream {
                     Err(e) => return Err(sys(host, "poll", &e.into())),
                 };
                 if fds.get(1).and_then(PollFd::revents).is_some_and(|r| r.contains(PollFlags::POLLIN)) {
-                    released = true;
+                    if let Some(r) = &release {
+                        r.drain();
+                    }
+                    continue;
                 }
                 (ready, fds[0].revents().unwrap_or(PollFlags::empty()))
             };
@@ -837,7 +864,7 @@ mod tests {
         let (mut a, mut b) = pair();
         let deadline = Deadline::after(Duration::from_secs(20));
         let release = std::sync::Arc::new(Release::new().unwrap());
-        let mut sa = Stream::new("a", 50_000, 1, 30_000, 2).pause(Some((10_000, std::sync::Arc::clone(&release))));
+        let mut sa = Stream::new("a", 50_000, 1, 30_000, 2).pause(Some((vec![10_000, 20_000], std::sync::Arc::clone(&release))));
         let mut sb = Stream::new("b", 30_000, 2, 50_000, 1);
         // b sends everything and reads what a sends before its pause; a reads meanwhile.
         std::thread::scope(|s| {
@@ -849,6 +876,15 @@ mod tests {
         // Nothing more leaves before the release: a pump bounded by a short deadline times out.
         let short = Deadline::after(Duration::from_millis(100));
         assert!(matches!(sa.pump(&mut a, u64::MAX, |t| t.sent > 10_000, short), Err(SockError::Timeout { .. })));
+        // One resume: on to the second point only.
+        release.resume_one();
+        std::thread::scope(|s| {
+            let h = s.spawn(|| sb.pump(&mut b, u64::MAX, |t| t.received >= 20_000, deadline).unwrap());
+            assert_eq!(sa.pump(&mut a, u64::MAX, |t| t.sent >= 20_000, deadline).unwrap().sent, 20_000);
+            h.join().unwrap();
+        });
+        let short = Deadline::after(Duration::from_millis(100));
+        assert!(matches!(sa.pump(&mut a, u64::MAX, |t| t.sent > 20_000, short), Err(SockError::Timeout { .. })));
         release.open();
         let (ra, rb) = std::thread::scope(|s| {
             let h = s.spawn(|| sb.finish(&mut b, deadline));
