@@ -645,7 +645,7 @@ fn exchange_once(
     let fc = c.fastclose;
     let closer = |side: Side| fc.filter(|f| f.by == side).map(|f| f.after);
     let pause = |side: Side| -> Staged<Option<(Vec<u64>, Arc<traffic::Release>)>> {
-        match c.pause.as_ref().filter(|p| p.by == side) {
+        match c.pause.as_ref().filter(|p| p.by.contains(&side)) {
             None => Ok(None),
             Some(p) => match gate.releases.get(&c.name) {
                 Some(r) => Ok(Some((p.after.clone(), Arc::clone(r)))),

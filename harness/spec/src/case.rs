@@ -402,8 +402,9 @@ pub struct Connection {
 /// Pauses in one side's sending (see [`Connection::pause`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pause {
-    /// The side that pauses.
-    pub by: Side,
+    /// The sides that pause (`by = "client"`, `"server"` or `"both"`), each at the offsets of
+    /// its own stream.
+    pub by: Vec<Side>,
     /// Stream offsets (increasing) where it stops until a `resume` step (or the end of the
     /// steps) lets it go on.
     pub after: Vec<u64>,
@@ -832,10 +833,11 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         }
         let pause = c.pause.as_ref().and_then(|p| {
             let by = match p.by.as_str() {
-                "client" => Side::Client,
-                "server" => Side::Server,
+                "client" => vec![Side::Client],
+                "server" => vec![Side::Server],
+                "both" => vec![Side::Client, Side::Server],
                 o => {
-                    errs.push(src.error(cp.key("pause").key("by"), format!("expected \"client\" or \"server\", found {o:?}")));
+                    errs.push(src.error(cp.key("pause").key("by"), format!("expected \"client\", \"server\" or \"both\", found {o:?}")));
                     return None;
                 }
             };
@@ -1251,5 +1253,38 @@ pub(crate) mod tests_support {
             &|_| Ok(topo.clone()),
         )
         .expect("fixture case")
+    }
+}
+
+#[cfg(test)]
+mod pause_tests {
+    use super::tests_support::minimal_case;
+    use super::*;
+
+    fn load(conn_keys: &str) -> Result<Case, SpecErrors> {
+        let topo = minimal_case().topology;
+        let text = format!("summary = \"s\"\ntopology = \"pair\"\n[[connections]]\nclient = \"client\"\nserver = \"server\"\nconnect = \"10.0.1.1\"\n{conn_keys}\n");
+        Case::from_source("t::p".into(), &Source::new("cases/t/p.toml", &text), &|_| Ok(topo.clone()))
+    }
+
+    #[test]
+    fn pauses_and_integrity_are_parsed() {
+        let c = load("transfer = \"with_steps\"\npause = { by = \"both\", after = [\"1\", \"16MiB\"] }\nintegrity = \"allow_inverted\"").unwrap();
+        let c = &c.connections[0];
+        assert_eq!(c.pause, Some(Pause { by: vec![Side::Client, Side::Server], after: vec![1, 16 << 20] }));
+        assert!(c.allow_inverted);
+        assert!(!load("").unwrap().connections[0].allow_inverted);
+    }
+
+    #[test]
+    fn bad_pauses_and_integrity_are_located() {
+        let e = load("pause = { by = \"client\", after = [\"1\"] }").unwrap_err().to_string();
+        assert!(e.contains("cases/t/p.toml:7: connections[0].pause: a pause lasts until the steps are done"), "{e}");
+        let e = load("transfer = \"with_steps\"\npause = { by = \"client\", after = [\"2\", \"1\"] }").unwrap_err().to_string();
+        assert!(e.contains("connections[0].pause.after[1]: pause offsets must increase"), "{e}");
+        let e = load("transfer = \"with_steps\"\npause = { by = \"peer\", after = [\"1\"] }").unwrap_err().to_string();
+        assert!(e.contains("connections[0].pause.by: expected \"client\", \"server\" or \"both\""), "{e}");
+        let e = load("integrity = \"loose\"").unwrap_err().to_string();
+        assert!(e.contains("connections[0].integrity: expected \"exact\" or \"allow_inverted\""), "{e}");
     }
 }
