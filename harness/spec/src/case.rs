@@ -178,8 +178,9 @@ pub enum RawCounter {
     Int(i64),
     /// A word (`"any"`).
     Word(String),
-    /// A table with `eq`, `ge`, `le`.
-    Table { eq: Option<i64>, ge: Option<i64>, le: Option<i64>, unknown: Vec<String> },
+    /// A table with `eq`, `ge`, `le`, and `optional` (checked only where the kernel exposes
+    /// the counter).
+    Table { eq: Option<i64>, ge: Option<i64>, le: Option<i64>, unknown: Vec<String>, optional: bool },
 }
 
 impl<'de> Deserialize<'de> for RawCounter {
@@ -200,8 +201,12 @@ impl<'de> Deserialize<'de> for RawCounter {
                 Ok(RawCounter::Word(v.to_owned()))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<RawCounter, A::Error> {
-                let (mut eq, mut ge, mut le, mut unknown) = (None, None, None, Vec::new());
+                let (mut eq, mut ge, mut le, mut unknown, mut optional) = (None, None, None, Vec::new(), false);
                 while let Some(k) = m.next_key::<String>()? {
+                    if k == "optional" {
+                        optional = m.next_value()?;
+                        continue;
+                    }
                     let v: i64 = m.next_value()?;
                     match k.as_str() {
                         "eq" => eq = Some(v),
@@ -210,7 +215,7 @@ impl<'de> Deserialize<'de> for RawCounter {
                         _ => unknown.push(k),
                     }
                 }
-                Ok(RawCounter::Table { eq, ge, le, unknown })
+                Ok(RawCounter::Table { eq, ge, le, unknown, optional })
             }
         }
         d.deserialize_any(V)
@@ -529,6 +534,10 @@ pub struct Case {
     pub expect_nft: Vec<crate::observe::NftCounterExpect>,
     /// A counter minus another, on one host (`[[expect_diff]]`).
     pub expect_diffs: Vec<crate::observe::ExpectDiff>,
+    /// (host, counter) pairs written with `optional = true`: judged only where the running
+    /// kernel exposes the counter (upstream skips that one check on older kernels); the case
+    /// does not need the counter to run.
+    pub optional_counters: Vec<(String, String)>,
 }
 
 /// A counter summed over hosts.
@@ -899,6 +908,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
     }
 
     let mut expect_links = Vec::new();
+    let mut optional_counters = Vec::new();
     let mut expect_nft = Vec::new();
     let mut expect: BTreeMap<String, HostExpect> = topology
         .hosts
@@ -917,6 +927,9 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 continue;
             }
             let Some(ce) = counter_expect(v, &at, src, errs) else { continue };
+            if matches!(v, RawCounter::Table { optional: true, .. }) {
+                optional_counters.push((name.clone(), cname.clone()));
+            }
             counters.insert(cname.clone(), ce);
         }
         let mut events = crate::events::EventExpect::default();
@@ -961,7 +974,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         for (j, h) in e.hosts.iter().enumerate() {
             host_check(h, ep.key("hosts").index(j), errs);
         }
-        let raw_c = RawCounter::Table { eq: e.eq, ge: e.ge, le: e.le, unknown: Vec::new() };
+        let raw_c = RawCounter::Table { eq: e.eq, ge: e.ge, le: e.le, unknown: Vec::new(), optional: false };
         if let Some(want) = counter_expect(&raw_c, &ep, src, errs) {
             expect_sums.push(ExpectSum { counter: e.counter.clone(), hosts: e.hosts.clone(), want });
         }
@@ -984,6 +997,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         expect_links,
         expect_nft,
         expect_diffs,
+        optional_counters,
         summary: raw.summary,
         topology,
         tags: raw.tags,
@@ -1006,9 +1020,9 @@ pub(crate) fn counter_expect(v: &RawCounter, at: &KeyPath, src: &Source, errs: &
             errs.push(src.error(at.clone(), format!("expected an integer, \"any\" or a table, found {w:?}")));
             return None;
         }
-        RawCounter::Table { eq, ge, le, unknown } => {
+        RawCounter::Table { eq, ge, le, unknown, .. } => {
             if !unknown.is_empty() {
-                errs.push(src.error(at.clone(), format!("unknown key(s) {} (expected eq, ge, le)", unknown.join(", "))));
+                errs.push(src.error(at.clone(), format!("unknown key(s) {} (expected eq, ge, le, optional)", unknown.join(", "))));
             }
             match (eq, ge, le) {
                 (Some(e), None, None) => CounterExpect::Eq(*e),
@@ -1274,6 +1288,15 @@ mod pause_tests {
         assert_eq!(c.pause, Some(Pause { by: vec![Side::Client, Side::Server], after: vec![1, 16 << 20] }));
         assert!(c.allow_inverted);
         assert!(!load("").unwrap().connections[0].allow_inverted);
+    }
+
+    #[test]
+    fn optional_counters_are_recorded() {
+        let c = load("[expect.server.counters]\nMPTcpExtDssFallback = { eq = 1, optional = true }\nMPTcpExtMPJoinSynRx = 0").unwrap();
+        assert_eq!(c.optional_counters, vec![("server".to_owned(), "MPTcpExtDssFallback".to_owned())]);
+        assert_eq!(c.expect["server"].counters["MPTcpExtDssFallback"], CounterExpect::Eq(1));
+        let e = load("[expect.server.counters]\nMPTcpExtDssFallback = { eq = 1, optional = 1 }").unwrap_err().to_string();
+        assert!(e.contains("expect.server.counters.MPTcpExtDssFallback"), "{e}");
     }
 
     #[test]

@@ -194,7 +194,7 @@ fn amount_expect(v: &raw::RawAmount, at: &KeyPath, src: &Source, errs: &mut Vec<
             if [eq, ge, le].iter().any(|o| matches!(o, Some(None))) {
                 return None;
             }
-            let raw = RawCounter::Table { eq: eq.flatten(), ge: ge.flatten(), le: le.flatten(), unknown: Vec::new() };
+            let raw = RawCounter::Table { eq: eq.flatten(), ge: ge.flatten(), le: le.flatten(), unknown: Vec::new(), optional: false };
             counter_expect(&raw, at, src, errs)
         }
     }
@@ -250,7 +250,7 @@ pub(crate) fn diff(raw: &raw::ExpectDiff, at: &KeyPath, topology: &Topology, src
             errs.push(src.error(at.key(key), format!("unknown counter {name:?}")));
         }
     }
-    let want = counter_expect(&RawCounter::Table { eq: raw.eq, ge: raw.ge, le: raw.le, unknown: Vec::new() }, at, src, errs)?;
+    let want = counter_expect(&RawCounter::Table { eq: raw.eq, ge: raw.ge, le: raw.le, unknown: Vec::new(), optional: false }, at, src, errs)?;
     Some(ExpectDiff { host: raw.host.clone(), counter: raw.counter.clone(), minus: raw.minus.clone(), want })
 }
 

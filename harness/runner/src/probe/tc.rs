@@ -22,6 +22,8 @@ const TC_H_ROOT: u32 = 0xFFFF_FFFF;
 const TC_H_CLSACT: u32 = 0xFFFF_FFF1;
 const TC_H_INGRESS_OF_CLSACT: u32 = 0xFFFF_FFF2;
 const TC_ACT_PIPE: i32 = 3;
+/// `TCA_FW_CLASSID` in the fw classifier's options.
+const TCA_FW_CLASSID: u16 = 1;
 /// The capabilities [`probe_tc`] lists.
 pub(super) const CAPABILITIES: [&str; 7] = ["qdisc:netem", "qdisc:tbf", "qdisc:htb", "qdisc:clsact", "tc:fw", "tc:csum", "tc:pedit"];
 
@@ -121,18 +123,32 @@ pub(super) fn probe_tc(caps: &mut Capabilities, rt: &mut RawNl) {
     let (clsact, d) = qdisc(rt, "clsact", 0xFFFF_0000, TC_H_CLSACT, None);
     caps.push("qdisc:clsact", clsact, d);
 
-    // The fw classifier on clsact's ingress (no options: the kernel accepts an empty old-style
-    // fw filter).
+    // The fw classifier on clsact's ingress: a filter with handle 1 and a class id
+    // (`tc filter add dev lo ingress protocol all prio 1 handle 1 fw classid 1:1`), read back by
+    // a dump of the ingress filters, or (where a kernel refuses that dump) by getting it alone.
     if clsact {
         let info = (1u32 << 16) | u32::from((libc::ETH_P_ALL as u16).to_be());
-        let mut w = AttrWriter::with_header(&tcmsg(LO, 0, TC_H_INGRESS_OF_CLSACT, info));
+        let mut w = AttrWriter::with_header(&tcmsg(LO, 1, TC_H_INGRESS_OF_CLSACT, info));
         w.put_str(TCA_KIND, "fw");
+        let opts = w.begin_nested(TCA_OPTIONS);
+        w.put_u32(TCA_FW_CLASSID, 0x1_0001);
+        w.end_nested(opts);
         let r = match rt.request(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL, w.as_bytes()) {
             Err(e) => (false, format!("tc filter add dev lo ingress ... fw: {e}")),
             Ok(_) => match rt.request(RTM_GETTFILTER, NLM_F_DUMP, &tcmsg(LO, 0, TC_H_INGRESS_OF_CLSACT, 0)) {
                 Ok(msgs) if kinds_in(&msgs, 20).iter().any(|k| k == "fw") => (true, "added on clsact ingress and dumped back".into()),
                 Ok(_) => (false, "added, but the filter dump does not list fw".into()),
-                Err(e) => (false, format!("dumping filters failed: {e}")),
+                Err(dump_err) => {
+                    let mut q = AttrWriter::with_header(&tcmsg(LO, 1, TC_H_INGRESS_OF_CLSACT, info));
+                    q.put_str(TCA_KIND, "fw");
+                    match rt.request(RTM_GETTFILTER, 0, q.as_bytes()) {
+                        Ok(msgs) if kinds_in(&msgs, 20).iter().any(|k| k == "fw") => {
+                            (true, format!("added on clsact ingress and read back (the dump failed: {dump_err})"))
+                        }
+                        Ok(_) => (false, format!("added, but neither the dump ({dump_err}) nor a get lists fw")),
+                        Err(e) => (false, format!("added, but reading it back failed: dump {dump_err}, get {e}")),
+                    }
+                }
             },
         };
         caps.push("tc:fw", r.0, r.1);
