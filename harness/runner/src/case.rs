@@ -174,12 +174,18 @@ impl ConnInfo {
 struct Gate {
     open: std::sync::Mutex<bool>,
     cv: std::sync::Condvar,
+    /// Also opened with the gate: what paused senders (`pause`) poll beside their socket,
+    /// per connection name (`resume` steps let one pause point go).
+    releases: BTreeMap<String, Arc<traffic::Release>>,
 }
 
 impl Gate {
     fn open(&self) {
         *self.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.cv.notify_all();
+        for r in self.releases.values() {
+            r.open();
+        }
     }
     fn wait(&self, deadline: Deadline) -> bool {
         let mut g = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -248,6 +254,10 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
         Ok(s) => s,
         Err(e) => return finish(case, ctx, topo, Verdict::Fail, format!("{e}\n")),
     };
+    let links_before = match link_stats(case, &topo) {
+        Ok(s) => s,
+        Err(e) => return finish(case, ctx, topo, Verdict::Fail, format!("{e}\n")),
+    };
 
     let mut vars = Vars::new();
     let mut failed = false;
@@ -258,7 +268,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     let mut step_failure = None;
     let mut held_listeners = Vec::new();
     let mut sockets: Vec<String> = Vec::new();
-    let outcomes = run_connections(case, &topo, deadline, |infos| {
+    let outcomes = run_connections(case, &topo, deadline, |infos, releases| {
         for info in infos.iter().flatten() {
             info.export(&mut vars);
         }
@@ -290,6 +300,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
             before: &before,
             listeners: Vec::new(),
             conns: infos.iter().flatten().map(|i| (i.name.clone(), (i.client_fd.clone(), i.server_fd.clone()))).collect(),
+            releases: releases.clone(),
         };
         if let Err(f) = steps::run(&mut sc, &case.steps) {
             step_failure = Some(f);
@@ -333,6 +344,11 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
                     if *took > bound {
                         failed = true;
                         duration_failures.push(format!("{}: the bulk transfer took {} ms, more than {} ms ({})", o.name, took.as_millis(), bound.as_millis(), m.explain(bytes, env::slowness())));
+                    }
+                }
+                for (side, t) in [("client", c), ("server", s)] {
+                    if t.inverted > 0 {
+                        let _ = writeln!(report, "{}: the {side} received {} inverted byte(s) (tolerated: integrity = \"allow_inverted\")", o.name, t.inverted);
                     }
                 }
             }
@@ -380,6 +396,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
     }
     let logs: BTreeMap<String, EventLog> = recorders.into_iter().map(|(h, r)| (h, r.stop())).collect();
     let mut mismatches = judge::check_all_counters(case, &deltas);
+    mismatches.extend(impairment_mismatches(case, &topo, &links_before));
     for (h, e) in &case.expect {
         let Some(log) = logs.get(h) else { continue };
         if log.overflow {
@@ -512,13 +529,56 @@ fn deltas(topo: &Topology, before: &BTreeMap<String, Snapshot>) -> Result<BTreeM
     Ok(now.into_iter().map(|(h, s)| (h.clone(), before[&h].delta(&s))).collect())
 }
 
+/// Statistics of every interface a case has link expectations on, keyed by (host, dev).
+fn link_stats(case: &Case, topo: &Topology) -> Result<BTreeMap<(String, String), mptcp_spec::observe::LinkStats>, String> {
+    let mut out = BTreeMap::new();
+    for e in &case.expect_links {
+        let key = (e.host.clone(), e.dev.clone());
+        if !out.contains_key(&key) {
+            out.insert(key, crate::linkstats::read(topo.host(&e.host), &e.dev)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Link statistics grown over the case and nftables counters, against their expectations.
+fn impairment_mismatches(case: &Case, topo: &Topology, links_before: &BTreeMap<(String, String), mptcp_spec::observe::LinkStats>) -> Vec<Mismatch> {
+    let mut grown = BTreeMap::new();
+    for (key, before) in links_before {
+        let now = crate::linkstats::read(topo.host(&key.0), &key.1).map(|after| before.delta(&after));
+        grown.insert(key.clone(), now);
+    }
+    let mut nft = BTreeMap::new();
+    for e in &case.expect_nft {
+        let v = crate::nft::counter_packets(&topo.host(&e.host).ns, &e.name)
+            .and_then(|p| p.ok_or_else(|| format!("no nft counter named {:?} in host {}", e.name, e.host)));
+        nft.insert((e.host.clone(), e.name.clone()), v);
+    }
+    let mut out = mptcp_spec::observe::check_links(&case.expect_links, &grown);
+    out.extend(mptcp_spec::observe::check_nft_counters(&case.expect_nft, &nft));
+    out
+}
+
 fn seeds(index: usize) -> (u64, u64) {
     let base = 0x6d70_7463_7000_0000u64 + (index as u64) * 2;
     (base, base + 1)
 }
 
-fn run_connections(case: &Case, topo: &Topology, deadline: Deadline, between: impl FnOnce(&[Option<ConnInfo>])) -> Vec<ConnOutcome> {
-    let gate = Gate::default();
+fn run_connections(
+    case: &Case,
+    topo: &Topology,
+    deadline: Deadline,
+    between: impl FnOnce(&[Option<ConnInfo>], &BTreeMap<String, Arc<traffic::Release>>),
+) -> Vec<ConnOutcome> {
+    let mut gate = Gate::default();
+    for c in case.connections.iter().filter(|c| c.pause.is_some()) {
+        // Without an eventfd a paused sender would never be released: its connection then
+        // fails with the reason (see exchange_once).
+        if let Ok(r) = traffic::Release::new() {
+            gate.releases.insert(c.name.clone(), Arc::new(r));
+        }
+    }
+    let releases = gate.releases.clone();
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Option<ConnInfo>)>();
     std::thread::scope(|s| {
         let handles: Vec<_> = case
@@ -543,7 +603,7 @@ fn run_connections(case: &Case, topo: &Topology, deadline: Deadline, between: im
         for (i, info) in rx.iter().take(case.connections.len()) {
             infos[i] = info;
         }
-        between(&infos);
+        between(&infos, &releases);
         // The infos hold duplicated socket descriptors: release them before the transfers,
         // so a close in a connection thread really closes the socket.
         drop(infos);
@@ -680,20 +740,33 @@ fn exchange_once(
     let stage = |e| (None, e);
     let fc = c.fastclose;
     let closer = |side: Side| fc.filter(|f| f.by == side).map(|f| f.after);
+    let pause = |side: Side| -> Staged<Option<(Vec<u64>, Arc<traffic::Release>)>> {
+        match c.pause.as_ref().filter(|p| p.by.contains(&side)) {
+            None => Ok(None),
+            Some(p) => match gate.releases.get(&c.name) {
+                Some(r) => Ok(Some((p.after.clone(), Arc::clone(r)))),
+                None => Err((None, SockError::Timeout { host: c.client.clone(), what: "pause".into(), detail: "eventfd(2) failed: a paused sender could not be released".into() })),
+            },
+        }
+    };
     let mut cstream = Stream::new(cl, c.upload, up, c.download, down)
         .with_io(c.io)
         .map_err(stage)?
         .peek(c.peek, up ^ 0x5eed)
         .paced(c.pace)
         .abort_after(closer(Side::Client))
-        .tolerate_reset(fc.is_some_and(|f| f.by == Side::Server));
+        .tolerate_reset(fc.is_some_and(|f| f.by == Side::Server))
+        .allow_inverted(c.allow_inverted)
+        .pause(if turn.seq == 0 { pause(Side::Client)? } else { None });
     let mut sstream = Stream::new(sv, c.download, down, c.upload, up)
         .with_io(c.io)
         .map_err(stage)?
         .peek(c.peek, down ^ 0x5eed)
         .paced(c.pace)
         .abort_after(closer(Side::Server))
-        .tolerate_reset(fc.is_some_and(|f| f.by == Side::Client));
+        .tolerate_reset(fc.is_some_and(|f| f.by == Side::Client))
+        .allow_inverted(c.allow_inverted)
+        .pause(if turn.seq == 0 { pause(Side::Server)? } else { None });
     // The handshake completes before accept() can succeed, so connect first (a failure
     // needs no server-side cancellation), then accept, then exchange on both sides at once.
     // With Fast Open the client's first bytes go with the SYN when it holds a cookie.
@@ -756,9 +829,17 @@ fn exchange_once(
     let t_start = Instant::now();
     std::thread::scope(|s| {
         // The server side runs on its own thread and hands its socket back when done.
+        // A server that closes abortively does so as soon as its share is done (the client
+        // may still be sending), like `mptcp_connect -l -f N`.
         let srv = s.spawn(move || {
             let r = sstream.finish(&mut ssock, deadline);
-            (r, ssock, Instant::now())
+            if r.is_ok() && fc.is_some_and(|f| f.by == Side::Server) {
+                return match traffic::abortive_close(ssock, sv) {
+                    Ok(()) => (r, None, Instant::now()),
+                    Err(e) => (Err(e), None, Instant::now()),
+                };
+            }
+            (r, Some(ssock), Instant::now())
         });
         let cli = cstream.finish(&mut csock, deadline);
         let cli_end = Instant::now();
@@ -772,7 +853,7 @@ fn exchange_once(
             return Ok(((cli.map_err(stage)?, srv.map_err(stage)?), None, took(end)));
         }
         let (srv, ssock, end) = match srv.join() {
-            Ok((r, sock, end)) => (r, Some(sock), end),
+            Ok((r, sock, end)) => (r, sock, end),
             Err(p) => (Err(panicked(p)), None, Instant::now()),
         };
         let took = took(end);

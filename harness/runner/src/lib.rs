@@ -26,6 +26,7 @@ pub mod events;
 pub mod genl;
 pub mod library;
 pub mod linklocal;
+pub mod linkstats;
 pub mod kmsg;
 pub mod mib;
 pub mod netns;

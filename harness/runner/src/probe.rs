@@ -34,6 +34,7 @@
 //! | `sockopt:transparent` | `IP_TRANSPARENT` / `IPV6_TRANSPARENT` are accepted on MPTCP sockets (connections with `transparent`) |
 //! | `ethtool` | `ethtool -k lo` runs inside a namespace (host `offloads`) |
 //! | `ip_rule` | `fwmark 1 lookup 100` rules and `local` routes in table 100 (v4, v6) are accepted over rtnetlink (host `rules`) |
+//! | `nft:tcp_option_raw` | a raw TCP option match (`tcp option @30,16,8 & 0xf1 == 0x31`, the ADD_ADDR echo) with a named counter loads, lists back, and the counter reads back as 0 |
 //! | `tc:pedit`, `tc:csum`, `tc:fw` | the action (RTM_NEWACTION) or the classifier (RTM_NEWTFILTER on clsact) is accepted and dumped back |
 //!
 //! [`needs`] says which capabilities a case uses (its `requires` plus what it names: counters,
@@ -778,6 +779,7 @@ fn probe_tools(ns: &Netns) -> Vec<(String, bool, String)> {
     v.extend(probe_nft(ns));
     v.push(probe_ethtool(ns));
     v.push(probe_nft_tproxy(ns));
+    v.push(probe_nft_raw_option(ns));
     v
 }
 
@@ -852,6 +854,30 @@ fn probe_ip_rule(caps: &mut Capabilities, rt: &mut RawNl) {
         caps.push("ip_rule", true, "fwmark rules and local routes in table 100 (v4, v6) are accepted");
     } else {
         caps.push("ip_rule", false, why.join("; "));
+    }
+}
+
+/// A raw TCP option match with a named counter, as the ADD_ADDR-echo drop uses it: loads,
+/// lists back with the match, and its counter object reads back (0 packets).
+fn probe_nft_raw_option(ns: &Netns) -> (String, bool, String) {
+    let name = "nft:tcp_option_raw".to_owned();
+    let rules = "table inet mptcpct_probe_raw {\n  counter probe_raw { }\n  chain c {\n    type filter hook output priority 0;\n    tcp option @30,16,8 & 0xf1 == 0x31 counter name \"probe_raw\" drop\n  }\n}\n";
+    match crate::nft::run_in(ns, "nft", &["-f", "-"], Some(rules)) {
+        Err(e) => (name, false, format!("cannot run `nft`: {e}")),
+        Ok(out) if !out.status.success() => {
+            (name, false, format!("`tcp option @30,16,8 & 0xf1 == 0x31` does not load: {}", String::from_utf8_lossy(&out.stderr).trim()))
+        }
+        Ok(_) => {
+            let listed = crate::nft::list(ns).unwrap_or_default();
+            // nft 1.0.6 lists the raw match as `tcp option mptcp unknown & 241 == 49`.
+            let rule = listed.lines().find(|l| l.contains("counter name \"probe_raw\""));
+            match (rule, crate::nft::counter_packets(ns, "probe_raw")) {
+                (Some(r), Ok(Some(0))) if r.contains("tcp option") && (r.contains("241") || r.contains("0xf1")) => {
+                    (name, true, "a raw TCP option match with a named counter loads, lists back and counts".into())
+                }
+                (r, c) => (name, false, format!("loaded, but reads back wrong: rule {r:?}, counter {c:?}")),
+            }
+        }
     }
 }
 

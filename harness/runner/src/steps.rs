@@ -42,6 +42,8 @@ pub struct StepContext<'a> {
     pub listeners: Vec<socket2::Socket>,
     /// Live connections by name: duplicated client and server socket descriptors.
     pub conns: BTreeMap<String, (Option<Arc<OwnedFd>>, Option<Arc<OwnedFd>>)>,
+    /// What `resume` steps act on: the paused senders' releases, by connection name.
+    pub releases: BTreeMap<String, Arc<crate::traffic::Release>>,
 }
 
 /// One step whose answer was not the expected one.
@@ -69,7 +71,7 @@ impl std::fmt::Display for StepFailure {
 /// case did not intend). `log` gets one line per command run.
 pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure> {
     for s in steps {
-        let StepContext { topo, clients, vars, log, recorders, seen, concurrency, before, conns, listeners } = ctx;
+        let StepContext { topo, clients, vars, log, recorders, seen, concurrency, before, conns, listeners, releases } = ctx;
         let topo = *topo;
         match s {
             Step::WaitCounter { at, host, counters, timeout } => {
@@ -129,6 +131,13 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
             Step::Nft { at, host, rules } => {
                 crate::nft::load(&topo.host(host).ns, rules).map_err(|e| StepFailure { skip: false, at: at.clone(), host: host.clone(), command: "nft -f -".into(), detail: e })?;
                 log.push(format!("{at} {host}: nft rules loaded"));
+            }
+            Step::Resume { at, conn } => {
+                let Some(r) = releases.get(conn) else {
+                    return Err(StepFailure { skip: false, at: at.clone(), host: conn.clone(), command: format!("resume {conn}"), detail: format!("connection {conn} has no `pause`") });
+                };
+                r.resume_one();
+                log.push(format!("{at} {conn}: resumed to the next pause point"));
             }
             Step::Link { at, host, dev, up } => {
                 crate::topology::set_link(topo.host(host), dev, *up).map_err(|e| StepFailure {

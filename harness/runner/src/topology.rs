@@ -198,7 +198,7 @@ pub fn set_link(host: &Host, dev: &str, up: bool) -> Result<(), TopologyError> {
     })
 }
 
-fn route_socket() -> std::io::Result<OwnedFd> {
+pub(crate) fn route_socket() -> std::io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked before being owned.
     let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
     if fd < 0 {

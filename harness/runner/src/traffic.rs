@@ -32,7 +32,7 @@ use crate::wait::{Deadline, poll_until};
 
 mod stream;
 
-pub use stream::{Pattern, Stream, Transfer};
+pub use stream::{Pattern, Release, Stream, Transfer};
 
 /// A socket call that failed: which host, which call with which arguments, which errno.
 #[derive(Debug, thiserror::Error)]

@@ -42,6 +42,8 @@ mod raw {
         pub steps: Vec<crate::steps::raw::Step>,
         #[serde(default)]
         pub expect_sum: Vec<ExpectSum>,
+        #[serde(default)]
+        pub expect_diff: Vec<crate::observe::raw::ExpectDiff>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -146,6 +148,15 @@ mod raw {
         pub repeat: Option<u32>,
         pub mark: Option<u32>,
         pub max_duration: Option<MaxDuration>,
+        pub pause: Option<Pause>,
+        pub integrity: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Pause {
+        pub by: String,
+        pub after: Vec<IntOrString>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -181,6 +192,10 @@ mod raw {
         pub event_counts: BTreeMap<String, RawCounter>,
         #[serde(default)]
         pub event_attr_counts: BTreeMap<String, BTreeMap<String, RawCounter>>,
+        #[serde(default)]
+        pub links: BTreeMap<String, BTreeMap<String, crate::observe::raw::RawAmount>>,
+        #[serde(default)]
+        pub nft_counters: BTreeMap<String, RawCounter>,
     }
 }
 
@@ -191,8 +206,9 @@ pub enum RawCounter {
     Int(i64),
     /// A word (`"any"`).
     Word(String),
-    /// A table with `eq`, `ge`, `le`.
-    Table { eq: Option<i64>, ge: Option<i64>, le: Option<i64>, unknown: Vec<String> },
+    /// A table with `eq`, `ge`, `le`, and `optional` (checked only where the kernel exposes
+    /// the counter).
+    Table { eq: Option<i64>, ge: Option<i64>, le: Option<i64>, unknown: Vec<String>, optional: bool },
 }
 
 impl<'de> Deserialize<'de> for RawCounter {
@@ -213,8 +229,12 @@ impl<'de> Deserialize<'de> for RawCounter {
                 Ok(RawCounter::Word(v.to_owned()))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<RawCounter, A::Error> {
-                let (mut eq, mut ge, mut le, mut unknown) = (None, None, None, Vec::new());
+                let (mut eq, mut ge, mut le, mut unknown, mut optional) = (None, None, None, Vec::new(), false);
                 while let Some(k) = m.next_key::<String>()? {
+                    if k == "optional" {
+                        optional = m.next_value()?;
+                        continue;
+                    }
                     let v: i64 = m.next_value()?;
                     match k.as_str() {
                         "eq" => eq = Some(v),
@@ -223,7 +243,7 @@ impl<'de> Deserialize<'de> for RawCounter {
                         _ => unknown.push(k),
                     }
                 }
-                Ok(RawCounter::Table { eq, ge, le, unknown })
+                Ok(RawCounter::Table { eq, ge, le, unknown, optional })
             }
         }
         d.deserialize_any(V)
@@ -447,6 +467,23 @@ pub struct Connection {
     /// The longest the bulk transfer may take (`mptcp_connect -T`), computed from the
     /// shaped link rates.
     pub max_duration: Option<crate::throughput::MaxDuration>,
+    /// One side stops sending at each `after` offset until a `resume` step (or the end of the
+    /// steps) lets it go on; reads go on meanwhile. Needs `transfer = "with_steps"`.
+    pub pause: Option<Pause>,
+    /// Received bytes that are the bitwise inverse of the sent ones are tolerated (and
+    /// counted): the DSS-checksum corruption cases invert one payload byte on the wire.
+    pub allow_inverted: bool,
+}
+
+/// Pauses in one side's sending (see [`Connection::pause`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pause {
+    /// The sides that pause (`by = "client"`, `"server"` or `"both"`), each at the offsets of
+    /// its own stream.
+    pub by: Vec<Side>,
+    /// Stream offsets (increasing) where it stops until a `resume` step (or the end of the
+    /// steps) lets it go on.
+    pub after: Vec<u64>,
 }
 
 impl Connection {
@@ -562,6 +599,16 @@ pub struct Case {
     /// Expectations on the sum of one counter over several hosts (e.g. subflows removed by
     /// either side of a simultaneous flush).
     pub expect_sums: Vec<ExpectSum>,
+    /// Growth of interface statistics over the case (`[expect.<host>.links.<dev>]`).
+    pub expect_links: Vec<crate::observe::LinkExpect>,
+    /// Packet counts of nftables named counters after the case (`[expect.<host>.nft_counters]`).
+    pub expect_nft: Vec<crate::observe::NftCounterExpect>,
+    /// A counter minus another, on one host (`[[expect_diff]]`).
+    pub expect_diffs: Vec<crate::observe::ExpectDiff>,
+    /// (host, counter) pairs written with `optional = true`: judged only where the running
+    /// kernel exposes the counter (upstream skips that one check on older kernels); the case
+    /// does not need the counter to run.
+    pub optional_counters: Vec<(String, String)>,
 }
 
 /// A counter summed over hosts.
@@ -1017,6 +1064,40 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             }
             Some(crate::throughput::MaxDuration { rate_bps: rate?, slack: slack?, single_path_bps: single? })
         });
+        let pause = c.pause.as_ref().and_then(|p| {
+            let by = match p.by.as_str() {
+                "client" => vec![Side::Client],
+                "server" => vec![Side::Server],
+                "both" => vec![Side::Client, Side::Server],
+                o => {
+                    errs.push(src.error(cp.key("pause").key("by"), format!("expected \"client\", \"server\" or \"both\", found {o:?}")));
+                    return None;
+                }
+            };
+            let mut after = Vec::new();
+            for (j, a) in p.after.iter().enumerate() {
+                let n = parse_size(&a.0).map_err(|e| errs.push(src.error(cp.key("pause").key("after").index(j), e))).ok()?;
+                if after.last().is_some_and(|l| *l >= n) {
+                    errs.push(src.error(cp.key("pause").key("after").index(j), "pause offsets must increase"));
+                }
+                after.push(n);
+            }
+            if after.is_empty() {
+                errs.push(src.error(cp.key("pause").key("after"), "a pause needs at least one offset"));
+            }
+            if !with_steps {
+                errs.push(src.error(cp.key("pause"), "a pause lasts until the steps are done: it needs `transfer = \"with_steps\"`"));
+            }
+            Some(Pause { by, after })
+        });
+        let allow_inverted = match c.integrity.as_deref() {
+            None | Some("exact") => false,
+            Some("allow_inverted") => true,
+            Some(o) => {
+                errs.push(src.error(cp.key("integrity"), format!("expected \"exact\" or \"allow_inverted\", found {o:?}")));
+                false
+            }
+        };
         let port = c.port.unwrap_or(10000 + u16::try_from(i).unwrap_or(0));
         if port == 0 {
             errs.push(src.error(cp.key("port"), "port 0 is not a port"));
@@ -1048,9 +1129,14 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             connect_ll,
             listen_ll,
             max_duration,
+            pause,
+            allow_inverted,
         });
     }
 
+    let mut expect_links = Vec::new();
+    let mut optional_counters = Vec::new();
+    let mut expect_nft = Vec::new();
     let mut expect: BTreeMap<String, HostExpect> = topology
         .hosts
         .keys()
@@ -1068,6 +1154,9 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
                 continue;
             }
             let Some(ce) = counter_expect(v, &at, src, errs) else { continue };
+            if matches!(v, RawCounter::Table { optional: true, .. }) {
+                optional_counters.push((name.clone(), cname.clone()));
+            }
             counters.insert(cname.clone(), ce);
         }
         let mut events = crate::events::EventExpect::default();
@@ -1089,6 +1178,8 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         }
         crate::events::check_count_names(&events.counts, &ep.key("event_counts"), src, errs);
         events.attr_counts = crate::events::parse_attr_counts(&e.event_attr_counts, &ep.key("event_attr_counts"), src, errs);
+        expect_links.extend(crate::observe::links(name, &e.links, &ep.key("links"), &topology, src, errs));
+        expect_nft.extend(crate::observe::nft_counters(name, &e.nft_counters, &ep.key("nft_counters"), src, errs));
         if let Some(slot) = expect.get_mut(name) {
             slot.counters = counters;
             slot.strict = e.strict.unwrap_or(true);
@@ -1116,11 +1207,17 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         for (j, h) in e.hosts.iter().enumerate() {
             host_check(h, ep.key("hosts").index(j), errs);
         }
-        let raw_c = RawCounter::Table { eq: e.eq, ge: e.ge, le: e.le, unknown: Vec::new() };
+        let raw_c = RawCounter::Table { eq: e.eq, ge: e.ge, le: e.le, unknown: Vec::new(), optional: false };
         if let Some(want) = counter_expect(&raw_c, &ep, src, errs) {
             expect_sums.push(ExpectSum { counter: e.counter.clone(), hosts: e.hosts.clone(), want });
         }
     }
+    let expect_diffs = raw
+        .expect_diff
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| crate::observe::diff(d, &root.key("expect_diff").index(i), &topology, src, errs))
+        .collect();
     let steps = crate::steps::validate_steps(&raw.steps, &root.key("steps"), &topology, &[], src, errs);
     if hosts.values().any(|h| !h.record_events) {
         fn waits(st: &crate::steps::Step) -> bool {
@@ -1144,6 +1241,10 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         id,
         steps,
         expect_sums,
+        expect_links,
+        expect_nft,
+        expect_diffs,
+        optional_counters,
         summary: raw.summary,
         topology,
         tags: raw.tags,
@@ -1166,9 +1267,9 @@ pub(crate) fn counter_expect(v: &RawCounter, at: &KeyPath, src: &Source, errs: &
             errs.push(src.error(at.clone(), format!("expected an integer, \"any\" or a table, found {w:?}")));
             return None;
         }
-        RawCounter::Table { eq, ge, le, unknown } => {
+        RawCounter::Table { eq, ge, le, unknown, .. } => {
             if !unknown.is_empty() {
-                errs.push(src.error(at.clone(), format!("unknown key(s) {} (expected eq, ge, le)", unknown.join(", "))));
+                errs.push(src.error(at.clone(), format!("unknown key(s) {} (expected eq, ge, le, optional)", unknown.join(", "))));
             }
             match (eq, ge, le) {
                 (Some(e), None, None) => CounterExpect::Eq(*e),
@@ -1519,5 +1620,47 @@ pub(crate) mod tests_support {
             &|_| Ok(topo.clone()),
         )
         .expect("fixture case")
+    }
+}
+
+#[cfg(test)]
+mod pause_tests {
+    use super::tests_support::minimal_case;
+    use super::*;
+
+    fn load(conn_keys: &str) -> Result<Case, SpecErrors> {
+        let topo = minimal_case().topology;
+        let text = format!("summary = \"s\"\ntopology = \"pair\"\n[[connections]]\nclient = \"client\"\nserver = \"server\"\nconnect = \"10.0.1.1\"\n{conn_keys}\n");
+        Case::from_source("t::p".into(), &Source::new("cases/t/p.toml", &text), &|_| Ok(topo.clone()))
+    }
+
+    #[test]
+    fn pauses_and_integrity_are_parsed() {
+        let c = load("transfer = \"with_steps\"\npause = { by = \"both\", after = [\"1\", \"16MiB\"] }\nintegrity = \"allow_inverted\"").unwrap();
+        let c = &c.connections[0];
+        assert_eq!(c.pause, Some(Pause { by: vec![Side::Client, Side::Server], after: vec![1, 16 << 20] }));
+        assert!(c.allow_inverted);
+        assert!(!load("").unwrap().connections[0].allow_inverted);
+    }
+
+    #[test]
+    fn optional_counters_are_recorded() {
+        let c = load("[expect.server.counters]\nMPTcpExtDssFallback = { eq = 1, optional = true }\nMPTcpExtMPJoinSynRx = 0").unwrap();
+        assert_eq!(c.optional_counters, vec![("server".to_owned(), "MPTcpExtDssFallback".to_owned())]);
+        assert_eq!(c.expect["server"].counters["MPTcpExtDssFallback"], CounterExpect::Eq(1));
+        let e = load("[expect.server.counters]\nMPTcpExtDssFallback = { eq = 1, optional = 1 }").unwrap_err().to_string();
+        assert!(e.contains("expect.server.counters.MPTcpExtDssFallback"), "{e}");
+    }
+
+    #[test]
+    fn bad_pauses_and_integrity_are_located() {
+        let e = load("pause = { by = \"client\", after = [\"1\"] }").unwrap_err().to_string();
+        assert!(e.contains("cases/t/p.toml:7: connections[0].pause: a pause lasts until the steps are done"), "{e}");
+        let e = load("transfer = \"with_steps\"\npause = { by = \"client\", after = [\"2\", \"1\"] }").unwrap_err().to_string();
+        assert!(e.contains("connections[0].pause.after[1]: pause offsets must increase"), "{e}");
+        let e = load("transfer = \"with_steps\"\npause = { by = \"peer\", after = [\"1\"] }").unwrap_err().to_string();
+        assert!(e.contains("connections[0].pause.by: expected \"client\", \"server\" or \"both\""), "{e}");
+        let e = load("integrity = \"loose\"").unwrap_err().to_string();
+        assert!(e.contains("connections[0].integrity: expected \"exact\" or \"allow_inverted\""), "{e}");
     }
 }

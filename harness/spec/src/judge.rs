@@ -107,6 +107,13 @@ pub fn check_all_counters(case: &Case, deltas: &BTreeMap<String, Snapshot>) -> V
             });
         }
     }
+    out.extend(crate::observe::check_diffs(&case.expect_diffs, deltas));
+    // An optional counter the kernel does not expose is not judged.
+    out.retain(|m| {
+        !(m.rule == Rule::Named
+            && deltas.get(&m.host).is_some_and(|d| d.get(&m.what).is_none())
+            && case.optional_counters.iter().any(|(h, c)| *h == m.host && *c == m.what))
+    });
     out
 }
 
@@ -116,10 +123,12 @@ pub fn named_counters_hold(case: &Case, deltas: &BTreeMap<String, Snapshot>) -> 
     let sums_hold = case.expect_sums.iter().all(|s| {
         s.want.matches(s.hosts.iter().map(|h| deltas.get(h).and_then(|d| d.get(&s.counter)).unwrap_or(0)).sum())
     });
-    sums_hold && case.expect.iter().all(|(h, e)| {
+    let diffs_hold = crate::observe::check_diffs(&case.expect_diffs, deltas).is_empty();
+    sums_hold && diffs_hold && case.expect.iter().all(|(h, e)| {
         e.counters.iter().all(|(n, want)| {
             deltas.get(h).and_then(|d| d.get(n)).is_some_and(|v| want.matches(v))
                 || (matches!(want, CounterExpect::Eq(0)) && deltas.get(h).and_then(|d| d.get(n)).is_none())
+                || (deltas.get(h).is_some_and(|d| d.get(n).is_none()) && case.optional_counters.iter().any(|(oh, oc)| oh == h && oc == n))
         })
     })
 }
@@ -168,6 +177,20 @@ mod tests {
         let named = expect(&[("MPTcpExtMPRstTx", CounterExpect::Any), ("MPTcpExtMPCapableFallbackACK", CounterExpect::Eq(1))], true);
         assert!(check_counters("server", &named, &d).is_empty());
         assert!(check_counters("server", &expect(&[], false), &d).is_empty());
+    }
+
+    #[test]
+    fn optional_counters_are_judged_only_where_exposed() {
+        let mut c = crate::case::tests_support::minimal_case();
+        c.expect.get_mut("server").unwrap().counters.insert("MPTcpExtDssFallback".into(), CounterExpect::Eq(1));
+        c.optional_counters.push(("server".into(), "MPTcpExtDssFallback".into()));
+        let mut deltas = BTreeMap::new();
+        deltas.insert("server".to_owned(), Snapshot::from_pairs([("MPTcpExtMPJoinSynRx", 0)]));
+        assert!(check_all_counters(&c, &deltas).is_empty());
+        assert!(named_counters_hold(&c, &deltas));
+        deltas.insert("server".to_owned(), Snapshot::from_pairs([("MPTcpExtDssFallback", 0)]));
+        assert_eq!(check_all_counters(&c, &deltas)[0].to_string(), "server: MPTcpExtDssFallback: expected 1, observed 0");
+        assert!(!named_counters_hold(&c, &deltas));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod judge;
 pub mod linklocal;
 pub mod route;
 pub mod rule;
+pub mod observe;
 pub mod source;
 pub mod steps;
 pub mod throughput;

@@ -69,6 +69,7 @@ pub(crate) mod raw {
         pub capture: Option<BTreeMap<String, String>>,
         pub close_listener: Option<String>,
         pub tc: Option<String>,
+        pub resume: Option<String>,
         pub timeout: Option<crate::units::IntOrString>,
     }
 
@@ -341,6 +342,13 @@ pub enum Step {
         /// The ruleset text.
         rules: String,
     },
+    /// Lets a paused sender of a connection (`pause`) go on to its next pause point.
+    Resume {
+        /// Where it sits in the file.
+        at: String,
+        /// The connection's name.
+        conn: String,
+    },
     /// Sets an interface down or up (`ip link set DEV down|up`).
     Link {
         /// Where it sits in the file.
@@ -467,6 +475,7 @@ fn validate_step(
         s.listen.is_some(),
         s.close_listener.is_some(),
         s.tc.is_some(),
+        s.resume.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() > 1 {
         errs.push(src.error(at.clone(), "a step does one thing: `pm`, `wait_event`, `wait_counter`, `wait_info`, `sysctl`, `check`, `nft`, `link` or `listen`"));
@@ -475,6 +484,12 @@ fn validate_step(
     if let Some(rules) = &s.nft {
         let host = host_of(errs)?;
         return Some(Step::Nft { at: at.to_string(), host, rules: rules.clone() });
+    }
+    if let Some(conn) = &s.resume {
+        if s.host.is_some() {
+            errs.push(src.error(at.key("host"), "a `resume` step names a connection, not a host"));
+        }
+        return Some(Step::Resume { at: at.to_string(), conn: conn.clone() });
     }
     if let Some(l) = &s.link {
         let host = host_of(errs)?;

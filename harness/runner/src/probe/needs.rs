@@ -82,6 +82,9 @@ pub fn needs(case: &Case) -> BTreeMap<String, String> {
     }
     for (host, e) in &case.expect {
         for c in e.counters.keys() {
+            if case.optional_counters.iter().any(|(h, oc)| h == host && oc == c) {
+                continue;
+            }
             n.add(format!("counter:{c}"), format!("expect.{host}.counters"));
         }
         let kinds = e.events.seq.iter().map(|m| m.kind.as_str()).chain(e.events.counts.keys().map(String::as_str));
@@ -91,6 +94,13 @@ pub fn needs(case: &Case) -> BTreeMap<String, String> {
     }
     for (i, sum) in case.expect_sums.iter().enumerate() {
         n.add(format!("counter:{}", sum.counter), format!("expect_sum[{i}]"));
+    }
+    for (i, d) in case.expect_diffs.iter().enumerate() {
+        n.add(format!("counter:{}", d.counter), format!("expect_diff[{i}]"));
+        n.add(format!("counter:{}", d.minus), format!("expect_diff[{i}]"));
+    }
+    for e in &case.expect_nft {
+        n.add("nft".into(), format!("expect.{}.nft_counters", e.host));
     }
     n.steps(&case.steps);
     n.0
@@ -126,6 +136,10 @@ impl Needs {
         }
         if rules.contains("tproxy") {
             self.add("nft:tproxy".into(), at);
+        }
+        // A raw TCP option match: `tcp option @<kind>,<offset>,<length>`.
+        if rules.contains("tcp option @") {
+            self.add("nft:tcp_option_raw".into(), at);
         }
     }
 

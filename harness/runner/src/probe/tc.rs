@@ -22,6 +22,8 @@ const TC_H_ROOT: u32 = 0xFFFF_FFFF;
 const TC_H_CLSACT: u32 = 0xFFFF_FFF1;
 const TC_H_INGRESS_OF_CLSACT: u32 = 0xFFFF_FFF2;
 const TC_ACT_PIPE: i32 = 3;
+/// `TCA_FW_CLASSID` in the fw classifier's options.
+const TCA_FW_CLASSID: u16 = 1;
 /// The capabilities [`probe_tc`] lists.
 pub(super) const CAPABILITIES: [&str; 7] = ["qdisc:netem", "qdisc:tbf", "qdisc:htb", "qdisc:clsact", "tc:fw", "tc:csum", "tc:pedit"];
 
@@ -121,13 +123,14 @@ pub(super) fn probe_tc(caps: &mut Capabilities, rt: &mut RawNl) {
     let (clsact, d) = qdisc(rt, "clsact", 0xFFFF_0000, TC_H_CLSACT, None);
     caps.push("qdisc:clsact", clsact, d);
 
-    // The fw classifier on clsact's ingress, as the fail cases use it: a handle (the packet
-    // mark) and a class id. (An old-style fw filter without options is accepted, but then
-    // every filter dump of the device fails with EMSGSIZE on 6.1-7.2: not a usable probe.)
+    // The fw classifier on clsact's ingress: a filter with handle 1 and a class id
+    // (`tc filter add dev lo ingress protocol all prio 1 handle 1 fw classid 1:1`), read back by
+    // a dump of the ingress filters, or (where a kernel refuses that dump) by getting it alone.
+    // (An old-style fw filter without options is accepted too, but then every filter dump of
+    // the device fails with EMSGSIZE on 6.1-7.2.)
     if clsact {
-        const TCA_FW_CLASSID: u16 = 1;
         let info = (1u32 << 16) | u32::from((libc::ETH_P_ALL as u16).to_be());
-        let mut w = AttrWriter::with_header(&tcmsg(LO, 2, TC_H_INGRESS_OF_CLSACT, info));
+        let mut w = AttrWriter::with_header(&tcmsg(LO, 1, TC_H_INGRESS_OF_CLSACT, info));
         w.put_str(TCA_KIND, "fw");
         let opts = w.begin_nested(TCA_OPTIONS);
         w.put_u32(TCA_FW_CLASSID, 0x1_0001);
@@ -137,7 +140,17 @@ pub(super) fn probe_tc(caps: &mut Capabilities, rt: &mut RawNl) {
             Ok(_) => match rt.request(RTM_GETTFILTER, NLM_F_DUMP, &tcmsg(LO, 0, TC_H_INGRESS_OF_CLSACT, 0)) {
                 Ok(msgs) if kinds_in(&msgs, 20).iter().any(|k| k == "fw") => (true, "added on clsact ingress and dumped back".into()),
                 Ok(_) => (false, "added, but the filter dump does not list fw".into()),
-                Err(e) => (false, format!("dumping filters failed: {e}")),
+                Err(dump_err) => {
+                    let mut q = AttrWriter::with_header(&tcmsg(LO, 1, TC_H_INGRESS_OF_CLSACT, info));
+                    q.put_str(TCA_KIND, "fw");
+                    match rt.request(RTM_GETTFILTER, 0, q.as_bytes()) {
+                        Ok(msgs) if kinds_in(&msgs, 20).iter().any(|k| k == "fw") => {
+                            (true, format!("added on clsact ingress and read back (the dump failed: {dump_err})"))
+                        }
+                        Ok(_) => (false, format!("added, but neither the dump ({dump_err}) nor a get lists fw")),
+                        Err(e) => (false, format!("added, but reading it back failed: dump {dump_err}, get {e}")),
+                    }
+                }
             },
         };
         caps.push("tc:fw", r.0, r.1);

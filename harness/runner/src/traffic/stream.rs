@@ -54,6 +54,25 @@ impl Pattern {
             *b = self.next_byte();
         }
     }
+    /// Checks `buf` against the next bytes, tolerating bytes that are the bitwise inverse of
+    /// the expected ones: the number of inverted bytes, or the index of the first other
+    /// difference.
+    pub fn check_allowing_inverted(&mut self, buf: &[u8]) -> Result<u64, usize> {
+        let mut inverted = 0;
+        let mut bad = None;
+        for (i, b) in buf.iter().enumerate() {
+            let want = self.next_byte();
+            if want != *b {
+                if want == !*b {
+                    inverted += 1;
+                } else if bad.is_none() {
+                    bad = Some(i);
+                }
+            }
+        }
+        bad.map_or(Ok(inverted), Err)
+    }
+
     /// Checks `buf` against the next bytes; returns the index of the first difference.
     pub fn check(&mut self, buf: &[u8]) -> Option<usize> {
         let mut bad = None;
@@ -73,12 +92,68 @@ pub struct Transfer {
     pub sent: u64,
     /// Bytes read (all checked).
     pub received: u64,
+    /// Received bytes that were the bitwise inverse of the sent ones (only counted when the
+    /// connection tolerates them; otherwise such a byte is a corruption).
+    pub inverted: u64,
 }
 
 impl std::ops::AddAssign for Transfer {
     fn add_assign(&mut self, o: Transfer) {
         self.sent += o.sent;
         self.received += o.received;
+        self.inverted += o.inverted;
+    }
+}
+
+/// What a paused sender waits for while it keeps reading: how many of its pause points were
+/// let go (a `resume` step lets one go, the end of the steps all), and an eventfd its pump
+/// polls beside the socket, written at each change.
+#[derive(Debug)]
+pub struct Release {
+    fd: OwnedFd,
+    released: std::sync::atomic::AtomicU64,
+}
+
+impl Release {
+    /// A closed release (`eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)`).
+    pub fn new() -> io::Result<Release> {
+        // SAFETY: plain eventfd(2) call; the result is checked before being owned.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        Ok(Release { fd: unsafe { OwnedFd::from_raw_fd(fd) }, released: std::sync::atomic::AtomicU64::new(0) })
+    }
+
+    fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes the 8 bytes of `one` to an open eventfd.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    /// Lets the next pause point go.
+    pub fn resume_one(&self) {
+        self.released.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Lets every pause point go (the steps are done).
+    pub fn open(&self) {
+        self.released.store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// How many pause points were let go.
+    fn released(&self) -> u64 {
+        self.released.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Empties the eventfd after a wake-up (the count is what matters).
+    fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into `v` from an open non-blocking eventfd.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&raw mut v).cast(), 8) };
     }
 }
 
@@ -245,6 +320,8 @@ pub struct Stream {
     chunk_left: u64,
     abort_after: Option<u64>,
     tolerate_reset: bool,
+    allow_inverted: bool,
+    pause: Option<(Vec<u64>, std::sync::Arc<Release>)>,
     /// The peer reset the connection (only when tolerated).
     pub reset: bool,
 }
@@ -276,6 +353,8 @@ impl Stream {
             chunk_left: 0,
             abort_after: None,
             tolerate_reset: false,
+            allow_inverted: false,
+            pause: None,
             reset: false,
         }
     }
@@ -317,7 +396,22 @@ impl Stream {
         self
     }
 
-    /// This side stops once it has received `after` bytes (then the caller closes abortively).
+    /// Bytes that are the bitwise inverse of the expected ones are counted, not a corruption.
+    pub fn allow_inverted(mut self, yes: bool) -> Self {
+        self.allow_inverted = yes;
+        self
+    }
+
+    /// Stops sending at each offset of `points` until `release` lets that point go; reads go
+    /// on meanwhile.
+    pub fn pause(mut self, pause: Option<(Vec<u64>, std::sync::Arc<Release>)>) -> Self {
+        self.pause = pause;
+        self
+    }
+
+    /// This side sends its whole stream and reads exactly `after` bytes of the peer's (its
+    /// reads are capped there), then stops; the caller closes abortively. Like
+    /// `mptcp_connect -f <after>` with an input of the stream's length.
     pub fn abort_after(mut self, after: Option<u64>) -> Self {
         self.abort_after = after;
         self
@@ -390,10 +484,16 @@ impl Stream {
     pub fn finish(&mut self, sock: &mut Socket, deadline: Deadline) -> Result<Transfer, SockError> {
         if let Some(after) = self.abort_after {
             let target = after.min(self.recv);
-            return self.pump(sock, u64::MAX, move |t| t.received >= target, deadline);
+            let send = self.send;
+            return self.pump(sock, u64::MAX, move |t| t.received >= target && t.sent >= send, deadline);
         }
         self.pump(sock, u64::MAX, |_| false, deadline)?;
         if self.reset {
+            // The peer closed abortively once it had sent its whole stream: every byte of it
+            // must have arrived before the reset (upstream checks the truncated file's size).
+            if self.done.received != self.recv {
+                return Err(SockError::Length { host: self.host.clone(), got: self.done.received, want: self.recv });
+            }
             return Ok(self.done);
         }
         if self.done.received != self.recv {
@@ -414,8 +514,16 @@ impl Stream {
     pub fn pump(&mut self, sock: &mut Socket, send_cap: u64, stop: impl Fn(&Transfer) -> bool, deadline: Deadline) -> Result<Transfer, SockError> {
         let host = self.host.clone();
         let host = host.as_str();
-        let limit = send_cap.min(self.send);
+        let full_limit = send_cap.min(self.send);
         loop {
+            // The first pause point not let go yet bounds what may be sent.
+            let limit = match &self.pause {
+                Some((points, r)) => usize::try_from(r.released())
+                    .ok()
+                    .and_then(|k| points.get(k))
+                    .map_or(full_limit, |p| full_limit.min(*p)),
+                None => full_limit,
+            };
             if stop(&self.done) {
                 return Ok(self.done);
             }
@@ -443,18 +551,34 @@ impl Stream {
                 }
             }
             let mut flags = PollFlags::empty();
-            if !self.eof {
+            let read_room = self.abort_after.map_or(u64::MAX, |a| a.saturating_sub(self.done.received));
+            if !self.eof && read_room > 0 {
                 flags |= PollFlags::POLLIN;
             }
             if want_out {
                 flags |= PollFlags::POLLOUT;
             }
-            let mut fds = [PollFd::new(sock.as_fd(), flags)];
+            // A paused sender also waits for its release.
+            let paused = self.taken >= limit && full_limit > limit;
+            let release = self.pause.as_ref().map(|(_, r)| std::sync::Arc::clone(r)).filter(|_| paused);
             let t = PollTimeout::from(wake.poll_timeout_ms(Duration::from_secs(60)));
-            let ready = match poll(&mut fds, t) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(sys(host, "poll", &e.into())),
+            let (ready, rev) = {
+                let mut fds = vec![PollFd::new(sock.as_fd(), flags)];
+                if let Some(r) = &release {
+                    fds.push(PollFd::new(r.fd.as_fd(), PollFlags::POLLIN));
+                }
+                let ready = match poll(&mut fds, t) {
+                    Ok(n) => n,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(sys(host, "poll", &e.into())),
+                };
+                if fds.get(1).and_then(PollFd::revents).is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                    if let Some(r) = &release {
+                        r.drain();
+                    }
+                    continue;
+                }
+                (ready, fds[0].revents().unwrap_or(PollFlags::empty()))
             };
             if ready == 0 {
                 if deadline.passed() {
@@ -466,9 +590,8 @@ impl Stream {
                 }
                 continue;
             }
-            let rev = fds[0].revents().unwrap_or(PollFlags::empty());
-            if rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) && !self.eof {
-                match self.recv_once(sock)? {
+            if rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) && !self.eof && read_room > 0 {
+                match self.recv_once(sock, usize::try_from(read_room).unwrap_or(usize::MAX))? {
                     Recv::Again => {}
                     Recv::Eof => self.eof = true,
                     Recv::Reset => {
@@ -476,7 +599,12 @@ impl Stream {
                         return Ok(self.done);
                     }
                     Recv::Data(n) => {
-                        if let Some(i) = self.rx.check(&self.inb[..n]) {
+                        if self.allow_inverted {
+                            match self.rx.check_allowing_inverted(&self.inb[..n]) {
+                                Ok(k) => self.done.inverted += k,
+                                Err(i) => return Err(SockError::Corrupt { host: host.into(), offset: self.done.received + i as u64 }),
+                            }
+                        } else if let Some(i) = self.rx.check(&self.inb[..n]) {
                             return Err(SockError::Corrupt { host: host.into(), offset: self.done.received + i as u64 });
                         }
                         self.done.received += n as u64;
@@ -494,11 +622,12 @@ impl Stream {
     }
 
     /// One receive attempt into `inb`, through the sink.
-    fn recv_once(&mut self, sock: &Socket) -> Result<Recv, SockError> {
+    fn recv_once(&mut self, sock: &Socket, room: usize) -> Result<Recv, SockError> {
         let offset = self.done.received;
+        let room = room.min(self.inb.len());
         let (call, r) = match &mut self.sink {
-            Sink::Read => ("read", (&*sock).read(&mut self.inb)),
-            Sink::Splice(pipe) => match splice(sock, None, &pipe.w, PIPE_CAPACITY) {
+            Sink::Read => ("read", (&*sock).read(&mut self.inb[..room])),
+            Sink::Splice(pipe) => match splice(sock, None, &pipe.w, PIPE_CAPACITY.min(room)) {
                 Ok(0) => ("splice(socket -> pipe)", Ok(0)),
                 Ok(n) => {
                     // Drain what was just spliced: the pipe then holds nothing between calls.
@@ -522,7 +651,7 @@ impl Stream {
                 *rng ^= *rng << 17;
                 let cap = match (*rng & 0xffff) as usize {
                     0 => 1,
-                    c => c.min(peeked.len()),
+                    c => c.min(peeked.len()).min(room),
                 };
                 // SAFETY: `peeked` is valid for writes of `cap` bytes.
                 let r = unsafe { libc::recv(sock.as_raw_fd(), peeked.as_mut_ptr().cast(), cap, libc::MSG_PEEK) };
@@ -706,8 +835,78 @@ mod tests {
                 (sa.finish(&mut a, deadline), h.join().unwrap())
             });
             let what = format!("{io:?} {peek:?}");
-            assert_eq!(ra.expect(&what), Transfer { sent: 300_001, received: 200_003 }, "{what}");
-            assert_eq!(rb.expect(&what), Transfer { sent: 200_003, received: 300_001 }, "{what}");
+            assert_eq!(ra.expect(&what), Transfer { sent: 300_001, received: 200_003, inverted: 0 }, "{what}");
+            assert_eq!(rb.expect(&what), Transfer { sent: 200_003, received: 300_001, inverted: 0 }, "{what}");
         }
+    }
+
+    #[test]
+    fn inverted_bytes_are_counted_only_when_allowed() {
+        let mut buf = vec![0; 100];
+        Pattern::new(3).fill(&mut buf);
+        buf[10] = !buf[10];
+        assert_eq!(Pattern::new(3).check(&buf), Some(10));
+        assert_eq!(Pattern::new(3).check_allowing_inverted(&buf), Ok(1));
+        buf[20] ^= 1;
+        assert_eq!(Pattern::new(3).check_allowing_inverted(&buf), Err(20));
+    }
+
+    fn pair() -> (Socket, Socket) {
+        let (a, b) = Socket::pair(Domain::UNIX, Type::STREAM, None).unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    /// A paused sender stops at its pause point, keeps reading, and sends on once released.
+    #[test]
+    fn a_pause_holds_the_rest_of_the_stream_until_released() {
+        let (mut a, mut b) = pair();
+        let deadline = Deadline::after(Duration::from_secs(20));
+        let release = std::sync::Arc::new(Release::new().unwrap());
+        let mut sa = Stream::new("a", 50_000, 1, 30_000, 2).pause(Some((vec![10_000, 20_000], std::sync::Arc::clone(&release))));
+        let mut sb = Stream::new("b", 30_000, 2, 50_000, 1);
+        // b sends everything and reads what a sends before its pause; a reads meanwhile.
+        std::thread::scope(|s| {
+            let h = s.spawn(|| sb.pump(&mut b, u64::MAX, |t| t.received >= 10_000 && t.sent >= 30_000, deadline).unwrap());
+            let got = sa.pump(&mut a, u64::MAX, |t| t.received >= 30_000, deadline).unwrap();
+            assert_eq!(got.sent, 10_000, "stopped at the pause point");
+            assert_eq!(h.join().unwrap().received, 10_000);
+        });
+        // Nothing more leaves before the release: a pump bounded by a short deadline times out.
+        let short = Deadline::after(Duration::from_millis(100));
+        assert!(matches!(sa.pump(&mut a, u64::MAX, |t| t.sent > 10_000, short), Err(SockError::Timeout { .. })));
+        // One resume: on to the second point only.
+        release.resume_one();
+        std::thread::scope(|s| {
+            let h = s.spawn(|| sb.pump(&mut b, u64::MAX, |t| t.received >= 20_000, deadline).unwrap());
+            assert_eq!(sa.pump(&mut a, u64::MAX, |t| t.sent >= 20_000, deadline).unwrap().sent, 20_000);
+            h.join().unwrap();
+        });
+        let short = Deadline::after(Duration::from_millis(100));
+        assert!(matches!(sa.pump(&mut a, u64::MAX, |t| t.sent > 20_000, short), Err(SockError::Timeout { .. })));
+        release.open();
+        let (ra, rb) = std::thread::scope(|s| {
+            let h = s.spawn(|| sb.finish(&mut b, deadline));
+            (sa.finish(&mut a, deadline), h.join().unwrap())
+        });
+        assert_eq!(ra.unwrap(), Transfer { sent: 50_000, received: 30_000, inverted: 0 });
+        assert_eq!(rb.unwrap(), Transfer { sent: 30_000, received: 50_000, inverted: 0 });
+    }
+
+    /// The closing side of a fastclose sends its stream and reads exactly `after` bytes.
+    #[test]
+    fn an_aborting_side_reads_exactly_its_share() {
+        let (mut a, mut b) = pair();
+        let deadline = Deadline::after(Duration::from_secs(20));
+        let mut sa = Stream::new("a", 1024, 1, 200_000, 2).abort_after(Some(1024));
+        let mut sb = Stream::new("b", 200_000, 2, 1024, 1).tolerate_reset(true);
+        let got = std::thread::scope(|s| {
+            let h = s.spawn(|| sb.pump(&mut b, u64::MAX, |t| t.received >= 1024, deadline).unwrap());
+            let got = sa.finish(&mut a, deadline).unwrap();
+            h.join().unwrap();
+            got
+        });
+        assert_eq!(got, Transfer { sent: 1024, received: 1024, inverted: 0 });
     }
 }
