@@ -533,9 +533,8 @@ fn deltas(topo: &Topology, before: &BTreeMap<String, Snapshot>) -> Result<BTreeM
 fn link_stats(case: &Case, topo: &Topology) -> Result<BTreeMap<(String, String), mptcp_spec::observe::LinkStats>, String> {
     let mut out = BTreeMap::new();
     for e in &case.expect_links {
-        let key = (e.host.clone(), e.dev.clone());
-        if !out.contains_key(&key) {
-            out.insert(key, crate::linkstats::read(topo.host(&e.host), &e.dev)?);
+        if let std::collections::btree_map::Entry::Vacant(slot) = out.entry((e.host.clone(), e.dev.clone())) {
+            slot.insert(crate::linkstats::read(topo.host(&e.host), &e.dev)?);
         }
     }
     Ok(out)
