@@ -14,6 +14,8 @@
 //! cases, and exits 1 if a run is over the target or a case failed (a fast suite that fails
 //! proves nothing). Not root: prints why and exits 0.
 
+mod common;
+
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -60,20 +62,7 @@ fn main() {
             }
         };
         let wall = t0.elapsed();
-        let text = std::fs::read_to_string(&json).unwrap_or_default();
-        let mut counts = [0u64; 5];
-        let mut times = Vec::new();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            if let (Some(case), Some(ms)) = (v.get("case").and_then(|c| c.as_str()), v.get("time_ms").and_then(|t| t.as_u64())) {
-                times.push((case.to_owned(), ms));
-            }
-            if let Some(s) = v.get("summary") {
-                for (i, k) in ["pass", "fail", "skip", "xfail", "xpass"].iter().enumerate() {
-                    counts[i] = s.get(*k).and_then(|x| x.as_u64()).unwrap_or(0);
-                }
-            }
-        }
+        let common::RunJson { mut times, counts } = common::read(&json);
         let sum: u64 = times.iter().map(|(_, ms)| ms).sum();
         let verdict = if wall > target { "OVER TARGET" } else { "within target" };
         println!(

@@ -11,6 +11,8 @@
 //! change is a concurrency bug or a timing-sensitive case: the table shows it). Then the 10
 //! slowest cases of the first run. Not root: prints why and exits 0.
 
+mod common;
+
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -60,20 +62,7 @@ fn main() {
             }
         };
         let wall = t0.elapsed();
-        let text = std::fs::read_to_string(&json).unwrap_or_default();
-        let mut counts = [0u64; 5];
-        let mut times = Vec::new();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            if let (Some(case), Some(ms)) = (v.get("case").and_then(|c| c.as_str()), v.get("time_ms").and_then(|t| t.as_u64())) {
-                times.push((case.to_owned(), ms));
-            }
-            if let Some(s) = v.get("summary") {
-                for (i, k) in ["pass", "fail", "skip", "xfail", "xpass"].iter().enumerate() {
-                    counts[i] = s.get(*k).and_then(|x| x.as_u64()).unwrap_or(0);
-                }
-            }
-        }
+        let common::RunJson { times, counts } = common::read(&json);
         let case_time = Duration::from_millis(times.iter().map(|(_, ms)| ms).sum());
         eprintln!("suite bench: -j {j}: {:.2} s", wall.as_secs_f64());
         rows.push(Row { jobs: *j, wall, case_time, counts, code, times });
