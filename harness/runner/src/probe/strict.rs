@@ -89,7 +89,11 @@ impl Strictness {
     pub fn unused<'a>(&'a self, caps: &Capabilities) -> Vec<&'a str> {
         self.allow
             .iter()
-            .filter(|a| !caps.list.iter().any(|c| allow_matches(a, &c.name)) && !a.starts_with("lang:"))
+            .filter(|a| {
+                // `!name` allows a variant for kernels without `name`: known if `name` is.
+                let a = a.strip_prefix('!').unwrap_or(a);
+                !caps.list.iter().any(|c| allow_matches(a, &c.name)) && !a.starts_with("lang:")
+            })
             .map(String::as_str)
             .collect()
     }
