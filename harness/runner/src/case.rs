@@ -110,6 +110,10 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
             None => execute(case, ctx),
         }
     };
+    let verdict = match (&case.flaky, verdict) {
+        (Some(x), Verdict::Fail) => Verdict::XFail(format!("flaky: {}{}", x.reason, x.link.as_ref().map(|l| format!(" ({l})")).unwrap_or_default())),
+        (_, v) => v,
+    };
     let verdict = match (&case.xfail, verdict) {
         (Some(x), Verdict::Fail) => Verdict::XFail(format!("{}{}", x.reason, x.link.as_ref().map(|l| format!(" ({l})")).unwrap_or_default())),
         (Some(_), Verdict::Pass) => Verdict::XPass,

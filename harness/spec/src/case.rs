@@ -32,6 +32,7 @@ mod raw {
         #[serde(default)]
         pub serial: bool,
         pub xfail: Option<XFail>,
+        pub flaky: Option<XFail>,
         #[serde(default)]
         pub hosts: BTreeMap<String, Host>,
         #[serde(default)]
@@ -587,6 +588,9 @@ pub struct Case {
     pub serial: bool,
     /// Known-broken.
     pub xfail: Option<XFail>,
+    /// Known to fail intermittently (upstream marks the subtest flaky): a failure is reported
+    /// as an xfail with the reason, a pass as a pass; never deleted, never a red run.
+    pub flaky: Option<XFail>,
     /// Setup per host.
     pub hosts: BTreeMap<String, HostSetup>,
     /// Connections.
@@ -1252,6 +1256,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         requires: raw.requires,
         serial: raw.serial,
         xfail: raw.xfail.map(|x| XFail { reason: x.reason, link: x.link }),
+        flaky: raw.flaky.map(|x| XFail { reason: x.reason, link: x.link }),
         hosts,
         connections,
         expect,
@@ -1581,6 +1586,15 @@ strict = false
         assert_eq!(c.connections[0].max_duration.unwrap().single_path_bps, Some(10_000_000));
         let e = one_error(&format!("serial = true\n{}", with_conn_keys(&capped.replace("10mbit", "20mbit"))));
         assert!(e.contains("connections[0].max_duration.single_path: the single path's rate must be below the aggregate `rate`"), "{e}");
+    }
+
+    #[test]
+    fn flaky_and_xfail_markers_are_parsed() {
+        let c = load(&GOOD.replace("topology = \"pair\"\n", "topology = \"pair\"\nflaky = { reason = \"upstream marks it flaky\" }\n")).unwrap();
+        assert_eq!(c.flaky.as_ref().map(|f| f.reason.as_str()), Some("upstream marks it flaky"));
+        assert!(c.xfail.is_none());
+        let e = one_error(&GOOD.replace("topology = \"pair\"\n", "topology = \"pair\"\nflaky = { why = \"x\" }\n"));
+        assert!(e.contains("flaky"), "{e}");
     }
 
     #[test]
