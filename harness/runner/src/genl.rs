@@ -5,7 +5,7 @@
 //! decoding are `mptcp_wire`'s pure codecs.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -103,24 +103,7 @@ impl NlSocket {
             if unprivileged {
                 drop_effective_caps()?;
             }
-            // SAFETY: plain socket(2); checked below.
-            let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
-            if raw < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: fresh descriptor we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            // SAFETY: zeroed sockaddr_nl is valid (pid 0: kernel).
-            let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-            sa.nl_family = libc::AF_NETLINK as u16;
-            let len = size_of::<libc::sockaddr_nl>() as u32;
-            // SAFETY: `sa` outlives the calls.
-            if unsafe { libc::bind(fd.as_raw_fd(), (&raw const sa).cast(), len) } < 0
-                || unsafe { libc::connect(fd.as_raw_fd(), (&raw const sa).cast(), len) } < 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(fd)
+            crate::probe::netlink::nl_socket(protocol)
         })?
         .map_err(io_err(format!("open a netlink socket (protocol {protocol}) in {}", ns.name())))?;
         setopt(&fd, SOL_NETLINK, NETLINK_EXT_ACK, 1).map_err(io_err("setsockopt(NETLINK_EXT_ACK)"))?;

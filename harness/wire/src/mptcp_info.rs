@@ -92,15 +92,20 @@ impl MptcpInfo {
     /// `limit_extra_subflows`, `endp_signal_max`, `limit_add_addr_accepted`,
     /// `endp_subflow_max` accepted); `None` if the kernel's struct is too short for it.
     pub fn get(&self, name: &str) -> Option<u64> {
-        let name = match name {
+        self.fields.get(Self::canonical(name))
+    }
+
+    /// The uapi field name behind a name or one of its aliases (`extra_subflows` is
+    /// `subflows`, ...).
+    pub fn canonical(name: &str) -> &str {
+        match name {
             "extra_subflows" => "subflows",
             "limit_extra_subflows" => "subflows_max",
             "endp_signal_max" => "add_addr_signal_max",
             "limit_add_addr_accepted" => "add_addr_accepted_max",
             "endp_subflow_max" => "local_addr_max",
             n => n,
-        };
-        self.fields.get(name)
+        }
     }
 
     /// `mptcpi_token`.

@@ -251,14 +251,7 @@ pub fn pm_command_name(cmd: &PmCommand) -> &'static str {
 
 /// The `mptcp_info` field behind a `wait_info` name (aliases resolved).
 pub fn info_field(name: &str) -> &str {
-    match name {
-        "extra_subflows" => "subflows",
-        "limit_extra_subflows" => "subflows_max",
-        "endp_signal_max" => "add_addr_signal_max",
-        "limit_add_addr_accepted" => "add_addr_accepted_max",
-        "endp_subflow_max" => "local_addr_max",
-        n => n,
-    }
+    mptcp_wire::mptcp_info::MptcpInfo::canonical(name)
 }
 
 /// Why a case cannot run here: the blocker, or every missing capability it needs.
