@@ -81,7 +81,7 @@ static SERIAL: RwLock<()> = RwLock::new(());
 /// Runs one case and returns its result. Never panics on a kernel misbehaviour: that is a
 /// `Fail` with a report.
 pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
-    let start = Instant::now();
+    let start;
     // Counters this kernel does not expose are left unchecked (and said so), as upstream
     // skips one check rather than the subtest; strict mode keeps them as missing capabilities.
     let unchecked = crate::probe::unchecked_counters(capabilities(), case, crate::probe::Strictness::requested());
@@ -100,14 +100,13 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
         } else {
             Box::new(SERIAL.read().unwrap_or_else(|p| p.into_inner()))
         };
+        // Also across processes: no cooperating harness process records events meanwhile.
+        let _exclusive = (blockers(case).is_none() && case.without_pm_listeners()).then(crate::daemon_lock::exclusive);
+        // The case's time (and its deadline, set in `execute`) starts once it may run.
+        start = Instant::now();
         match blockers(case) {
             Some(reason) => (Verdict::Skip(reason), String::new(), None),
-            // Also across processes: no cooperating harness process records events meanwhile.
-            None if case.without_pm_listeners() => {
-                let _exclusive = crate::daemon_lock::exclusive();
-                execute(case, ctx)
-            }
-            None => execute(case, ctx),
+            None => attempts(case, ctx),
         }
     };
     let verdict = match (&case.flaky, verdict) {
@@ -126,6 +125,45 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
         format!("not checked here (the kernel does not expose these counters): {}\n{report}", list.join(", "))
     };
     CaseResult { id: case.id.clone(), verdict, elapsed: start.elapsed(), report, artifacts }
+}
+
+/// Attempts a case may have when a failed one meets a `[[rerun_if]]` condition.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Runs the case; a failed attempt that meets one of its `[[rerun_if]]` conditions is set
+/// aside (and said so in the final report) and the case runs again on a fresh topology, at
+/// most [`MAX_ATTEMPTS`] times in all. The last attempt's verdict is the case's.
+fn attempts(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) {
+    let mut set_aside = String::new();
+    for n in 1..=MAX_ATTEMPTS {
+        let mut rerun = Vec::new();
+        let (verdict, report, artifacts) = execute(case, ctx, &mut rerun);
+        if verdict != Verdict::Fail || rerun.is_empty() || n == MAX_ATTEMPTS {
+            let mut report = report;
+            if !set_aside.is_empty() {
+                let last = if rerun.is_empty() || verdict != Verdict::Fail {
+                    String::new()
+                } else {
+                    format!("attempt {n} (the last) met the rerun condition too: {}\n", rerun.join("; "))
+                };
+                report = format!("{set_aside}{last}{report}");
+            }
+            return (verdict, report, artifacts);
+        }
+        let _ = writeln!(set_aside, "attempt {n} failed and was set aside, because {}", rerun.join("; "));
+        if let Some(dir) = &artifacts {
+            // Keep the set-aside attempt's bundle beside the next one.
+            let kept = dir.with_file_name(format!("{}.attempt{n}", dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()));
+            let _ = std::fs::remove_dir_all(&kept);
+            if std::fs::rename(dir, &kept).is_ok() {
+                let _ = writeln!(set_aside, "  its report bundle: {}", kept.display());
+            }
+        }
+        if env::verbose() {
+            eprintln!("{}: attempt {n} set aside: {}", case.id, rerun.join("; "));
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 /// Why the case cannot run here, if it cannot.
@@ -203,7 +241,8 @@ impl Gate {
     }
 }
 
-fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) {
+/// One attempt. `rerun` gets the `[[rerun_if]]` conditions that held, if the attempt failed.
+fn execute(case: &Case, ctx: &RunContext, rerun: &mut Vec<String>) -> (Verdict, String, Option<PathBuf>) {
     let deadline = Deadline::after(env::scaled(case.timeout, ctx.concurrency));
     let mut report = String::new();
     let t0 = Instant::now();
@@ -432,6 +471,7 @@ fn execute(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) 
         let _ = writeln!(report, "packet capture: {}", p.display());
     }
     if failed {
+        *rerun = judge::rerun_conditions(case, &deltas);
         let mut r = String::new();
         if !mismatches.is_empty() || !duration_failures.is_empty() {
             let _ = writeln!(r, "expectations that did not hold:");

@@ -100,8 +100,25 @@ impl Topology {
         })?;
 
         // An interface that is up but whose carrier event the kernel's linkwatch has not yet
-        // processed still has the noop qdisc: it drops what it is given (a lost SYN costs a
-        // 1 s retransmission). Wait until every interface reports operstate UP.
+        // processed still has the noop qdisc: it drops what it is given (a lost ARP reply or
+        // SYN costs a 1 s retransmission). ETHTOOL_GLINK makes the kernel process a pending
+        // event of that device at once, under the RTNL (ethtool_op_get_link ->
+        // linkwatch_sync_dev): once it returns, the queue is attached. Reading the operstate
+        // alone is not enough: linkwatch sets it just before it attaches the queue, and a
+        // stalled worker leaves a window where UP is reported but packets are still dropped.
+        for (host, ns) in &nss {
+            let ifnames: Vec<String> = t
+                .links
+                .iter()
+                .flat_map(|l| [&l.a, &l.b])
+                .filter(|end| &end.host == host)
+                .map(|end| end.ifname.clone())
+                .collect();
+            ns.run(move || sync_link_state(&ifnames))
+                .map_err(TopologyError::from)?
+                .map_err(|e| TopologyError::Io { what: format!("{host}: ethtool get link state (ETHTOOL_GLINK)"), source: e })?;
+        }
+        // Then every interface must report operstate UP.
         let deadline = Deadline::after(crate::env::scaled(Duration::from_secs(10), 1));
         let mut last = String::new();
         let ready = poll_until(deadline, || match rt.block_on(links_not_up(t, &handles)) {
@@ -140,6 +157,40 @@ impl Topology {
     pub fn keep(self) -> Vec<(String, Result<String, NetnsError>)> {
         self.hosts.into_iter().map(|(h, host)| (h, host.ns.keep())).collect()
     }
+}
+
+/// `ETHTOOL_GLINK` on each interface (`ethtool DEV | grep Link`), run inside the namespace:
+/// for a veth this processes the device's pending linkwatch event synchronously.
+fn sync_link_state(ifnames: &[String]) -> std::io::Result<()> {
+    const ETHTOOL_GLINK: u32 = 0x0000_000a;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    // SAFETY: plain socket(2) call; the result is checked before being owned.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    for name in ifnames {
+        let mut value = EthtoolValue { cmd: ETHTOOL_GLINK, data: 0 };
+        // SAFETY: ifreq is plain data; zeroed is a valid value.
+        let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+            *dst = src as libc::c_char;
+        }
+        ifr.ifr_ifru.ifru_data = (&raw mut value).cast();
+        // SAFETY: `ifr` and the `value` it points to outlive the call.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL as _, &raw mut ifr) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(e.kind(), format!("{name}: {e}")));
+        }
+    }
+    Ok(())
 }
 
 /// First ends of veth pairs whose operstate is not UP yet, as `host:ifname`.

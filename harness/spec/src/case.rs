@@ -45,6 +45,18 @@ mod raw {
         pub expect_sum: Vec<ExpectSum>,
         #[serde(default)]
         pub expect_diff: Vec<crate::observe::raw::ExpectDiff>,
+        #[serde(default)]
+        pub rerun_if: Vec<RerunIf>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RerunIf {
+        pub host: String,
+        pub counter: String,
+        #[serde(default)]
+        pub above: i64,
+        pub reason: String,
     }
 
     #[derive(Debug, Deserialize)]
@@ -613,6 +625,26 @@ pub struct Case {
     /// kernel exposes the counter (upstream skips that one check on older kernels); the case
     /// does not need the counter to run.
     pub optional_counters: Vec<(String, String)>,
+    /// Conditions under which a failed attempt says nothing about the kernel under test
+    /// (`[[rerun_if]]`): the case runs again on a fresh topology.
+    pub rerun_if: Vec<RerunIf>,
+}
+
+/// `[[rerun_if]]`: when an attempt fails and this counter grew by more than `above` on
+/// `host`, the failure comes from something the case does not control (e.g. a SYN
+/// retransmitted after a stall, where the kernel's state is documented as best effort), so
+/// the attempt is set aside and the case runs again. An attempt that fails without the
+/// condition is a failure; so is the last attempt, condition or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RerunIf {
+    /// Host whose counter is read.
+    pub host: String,
+    /// Counter name (its delta over the attempt).
+    pub counter: String,
+    /// The condition holds when the delta is greater than this.
+    pub above: i64,
+    /// Why such an attempt is inconclusive (printed with the rerun).
+    pub reason: String,
 }
 
 /// A counter summed over hosts.
@@ -1216,6 +1248,18 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
             expect_sums.push(ExpectSum { counter: e.counter.clone(), hosts: e.hosts.clone(), want });
         }
     }
+    let mut rerun_if = Vec::new();
+    for (i, r) in raw.rerun_if.iter().enumerate() {
+        let rp = root.key("rerun_if").index(i);
+        if !counters::is_known(&r.counter) {
+            errs.push(src.error(rp.key("counter"), format!("unknown counter {:?}", r.counter)));
+        }
+        host_check(&r.host, rp.key("host"), errs);
+        if r.reason.trim().is_empty() {
+            errs.push(src.error(rp.key("reason"), "expected why such an attempt says nothing about the kernel"));
+        }
+        rerun_if.push(RerunIf { host: r.host.clone(), counter: r.counter.clone(), above: r.above, reason: r.reason.clone() });
+    }
     let expect_diffs = raw
         .expect_diff
         .iter()
@@ -1249,6 +1293,7 @@ fn validate(id: String, raw: raw::Case, topology: Topology, src: &Source, errs: 
         expect_nft,
         expect_diffs,
         optional_counters,
+        rerun_if,
         summary: raw.summary,
         topology,
         tags: raw.tags,
@@ -1586,6 +1631,19 @@ strict = false
         assert_eq!(c.connections[0].max_duration.unwrap().single_path_bps, Some(10_000_000));
         let e = one_error(&format!("serial = true\n{}", with_conn_keys(&capped.replace("10mbit", "20mbit"))));
         assert!(e.contains("connections[0].max_duration.single_path: the single path's rate must be below the aggregate `rate`"), "{e}");
+    }
+
+    #[test]
+    fn rerun_if_is_parsed_and_checked() {
+        let with = |t: &str| GOOD.replace("topology = \"pair\"\n", &format!("topology = \"pair\"\n{t}\n"));
+        let c = load(&with("[[rerun_if]]\nhost = \"client\"\ncounter = \"TcpExtTCPSynRetrans\"\nreason = \"r\"")).unwrap();
+        assert_eq!(c.rerun_if, [RerunIf { host: "client".into(), counter: "TcpExtTCPSynRetrans".into(), above: 0, reason: "r".into() }]);
+        let e = one_error(&with("[[rerun_if]]\nhost = \"nobody\"\ncounter = \"TcpExtTCPSynRetrans\"\nreason = \"r\""));
+        assert!(e.contains("rerun_if[0].host"), "{e}");
+        let e = one_error(&with("[[rerun_if]]\nhost = \"client\"\ncounter = \"TcpExtNoSuchThing\"\nreason = \"r\""));
+        assert!(e.contains("rerun_if[0].counter") && e.contains("unknown counter"), "{e}");
+        let e = one_error(&with("[[rerun_if]]\nhost = \"client\"\ncounter = \"TcpExtTCPSynRetrans\""));
+        assert!(e.contains("reason"), "{e}");
     }
 
     #[test]

@@ -117,6 +117,18 @@ pub fn check_all_counters(case: &Case, deltas: &BTreeMap<String, Snapshot>) -> V
     out
 }
 
+/// The `[[rerun_if]]` conditions that hold on an attempt's deltas, each described as
+/// `host counter = delta (> above): reason`. A failed attempt with one of them is set aside.
+pub fn rerun_conditions(case: &Case, deltas: &BTreeMap<String, Snapshot>) -> Vec<String> {
+    case.rerun_if
+        .iter()
+        .filter_map(|r| {
+            let v = deltas.get(&r.host).and_then(|d| d.get(&r.counter))?;
+            (v > r.above).then(|| format!("{} {} = {v} (> {}): {}", r.host, r.counter, r.above, r.reason))
+        })
+        .collect()
+}
+
 /// Whether the named (not strict) expectations of every host already hold: the runner polls
 /// this until true or a deadline, because counters move asynchronously after a close.
 pub fn named_counters_hold(case: &Case, deltas: &BTreeMap<String, Snapshot>) -> bool {
@@ -177,6 +189,32 @@ mod tests {
         let named = expect(&[("MPTcpExtMPRstTx", CounterExpect::Any), ("MPTcpExtMPCapableFallbackACK", CounterExpect::Eq(1))], true);
         assert!(check_counters("server", &named, &d).is_empty());
         assert!(check_counters("server", &expect(&[], false), &d).is_empty());
+    }
+
+    #[test]
+    fn rerun_conditions_name_the_counter_and_the_reason() {
+        let mut c = crate::case::tests_support::minimal_case();
+        c.rerun_if.push(crate::case::RerunIf {
+            host: "client".into(),
+            counter: "TcpExtTCPSynRetrans".into(),
+            above: 0,
+            reason: "syncookie join state is best effort".into(),
+        });
+        // Client deltas of a failed "subflows and signal w. cookies" attempt on 6.18 (CI run on
+        // 2026-11-20): two MP_JOIN SYNs went unanswered for 1 s, were retransmitted, and the
+        // server's join table then held the second SYN-ACK's nonce (MPJoinAckHMacFailure = 2).
+        let mut deltas = BTreeMap::new();
+        deltas.insert(
+            "client".to_owned(),
+            Snapshot::from_pairs([("MPTcpExtMPJoinSynTx", 3), ("MPTcpExtMPRstTx", 2), ("TcpExtTCPSynRetrans", 2), ("TcpExtTCPTimeouts", 3)]),
+        );
+        let held = rerun_conditions(&c, &deltas);
+        assert_eq!(held, ["client TcpExtTCPSynRetrans = 2 (> 0): syncookie join state is best effort"]);
+        // The same attempt without the retransmission: no condition, the failure stands.
+        deltas.insert("client".to_owned(), Snapshot::from_pairs([("MPTcpExtMPJoinSynTx", 3), ("TcpExtTCPSynRetrans", 0)]));
+        assert!(rerun_conditions(&c, &deltas).is_empty());
+        // A host without deltas, or a kernel without the counter: no condition.
+        assert!(rerun_conditions(&c, &BTreeMap::new()).is_empty());
     }
 
     #[test]
