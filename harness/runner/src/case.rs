@@ -113,6 +113,11 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
         (Some(x), Verdict::Fail) => Verdict::XFail(format!("flaky: {}{}", x.reason, x.link.as_ref().map(|l| format!(" ({l})")).unwrap_or_default())),
         (_, v) => v,
     };
+    // The kernel under test's known failures (the kernel matrix's list): reported, not red.
+    let verdict = match (env::known_failures().get(&case.id), verdict) {
+        (Some(reason), Verdict::Fail) => Verdict::XFail(format!("known failure on this kernel: {reason}")),
+        (_, v) => v,
+    };
     let verdict = match (&case.xfail, verdict) {
         (Some(x), Verdict::Fail) => Verdict::XFail(format!("{}{}", x.reason, x.link.as_ref().map(|l| format!(" ({l})")).unwrap_or_default())),
         (Some(_), Verdict::Pass) => Verdict::XPass,

@@ -16,6 +16,7 @@
 //! | `KSFT_MACHINE_SLOW=yes` | kselftest's slow-machine flag: at least factor 4 |
 //! | `MPTCP_CT_VERBOSE=1` | print every case's verdict and wall time on stderr |
 //! | `MPTCP_CT_ARTIFACTS=<dir>` | where failed cases leave their report bundle (default `target/mptcp-artifacts`) |
+//! | `MPTCP_CT_KNOWN_FAILURES=<path>` | known failures of the kernel under test, one `<case id> <reason>` per line (`#` comments): such a case's failure is an xfail with the reason, its pass a pass (`ci/kernels.toml`'s `known_failures` for the matrix) |
 
 use std::time::Duration;
 
@@ -84,4 +85,57 @@ pub fn slowness() -> f64 {
 pub fn scaled(base: Duration, concurrency: usize) -> Duration {
     let conc = (1.0 + 0.5 * (concurrency.saturating_sub(1) as f64)).min(4.0);
     base.mul_f64(slowness() * conc)
+}
+
+/// `MPTCP_CT_KNOWN_FAILURES`: case id -> why it fails on the kernel under test. A file that
+/// cannot be read or a line without a reason is reported once on stderr and ignored.
+pub fn known_failures() -> &'static std::collections::BTreeMap<String, String> {
+    static LIST: std::sync::OnceLock<std::collections::BTreeMap<String, String>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        let Some(path) = std::env::var_os("MPTCP_CT_KNOWN_FAILURES").filter(|p| !p.is_empty()) else {
+            return Default::default();
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => parse_known_failures(&text).unwrap_or_else(|e| {
+                eprintln!("MPTCP_CT_KNOWN_FAILURES ({}): {e}; ignored", std::path::Path::new(&path).display());
+                Default::default()
+            }),
+            Err(e) => {
+                eprintln!("MPTCP_CT_KNOWN_FAILURES ({}): {e}; ignored", std::path::Path::new(&path).display());
+                Default::default()
+            }
+        }
+    })
+}
+
+/// Parses a known-failures file: `<case id> <reason>` per line, `#` comments, blank lines.
+pub fn parse_known_failures(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(char::is_whitespace) {
+            Some((id, reason)) if !reason.trim().is_empty() => {
+                out.insert(id.to_owned(), reason.trim().to_owned());
+            }
+            _ => return Err(format!("line {}: expected `<case id> <reason>`, found {line:?}", n + 1)),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_failures_are_id_and_reason_per_line() {
+        let l = parse_known_failures("# 6.1\n\njoin::fullmesh::fullmesh_test_2x1  opens a duplicate subflow\n").unwrap();
+        assert_eq!(l.get("join::fullmesh::fullmesh_test_2x1").map(String::as_str), Some("opens a duplicate subflow"));
+        assert_eq!(l.len(), 1);
+        let e = parse_known_failures("a::b reason\njoin::x\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("join::x"), "{e}");
+    }
 }

@@ -18,7 +18,9 @@
 //! | `pm:limits_max=N`, `pm:endpoints_max=N` (N = 8, 64) | the largest limit SET_LIMITS accepts (binary search), the number of endpoints the table holds (added until refused), is N |
 //! | `pm:endp_fullmesh_max` | with a fullmesh endpoint in the namespace, a connection's `mptcp_info` reports a non-zero `endp_fullmesh_max` (the in-kernel PM counts fullmesh endpoints, and caps fullmesh subflows by them) |
 //! | `!<name>` (in `requires`) | satisfied when `<name>` is missing: the variant of a case for kernels without it |
+//! | `pm:family_match` | with an IPv6 and then an IPv4 signal endpoint, an IPv4 loopback connection's first ADD_ADDR carries the IPv4 address (the in-kernel PM skips endpoints of the other family) |
 //! | `pm:extack` | a refusal carries an extended-ACK message (set_flags on a missing endpoint says why) |
+//! | `pm:dump_by_token`, `pm:get_by_token` | a dump / get carrying an unknown token is refused: the kernel answers from that connection's address list (userspace PM), not from the namespace's endpoint table |
 //! | `pm:<flag>` | an endpoint added with the flag reads back with it (`signal` ... `laminar`); `implicit`: the kernel refuses to create one as reserved ("can't create IMPLICIT endpoint") |
 //! | `events`, `events:listener` | the `mptcp_pm_events` group exists; a `listen()` produces `listener_created` |
 //! | `counter:<MPTcpExt...>` | the counter is in the namespace's `/proc/net/netstat` |
@@ -253,9 +255,14 @@ fn probe_into(caps: &mut Capabilities) {
     };
     caps.push("netns", true, "unshare(CLONE_NEWNET) works");
 
-    // tc and nft are processes (tens of ms): run them beside the netlink probes.
+    // tc and nft are processes (tens of ms): run them beside the netlink probes, in a
+    // namespace of their own (their rules drop MPTCP options: ADD_ADDR, for one).
+    let tools_ns = Netns::new("probe-tools");
     std::thread::scope(|s| {
-        let nft = s.spawn(|| probe_tools(&ns));
+        let nft = s.spawn(|| match &tools_ns {
+            Ok(ns) => probe_tools(ns),
+            Err(e) => vec![("nft".to_owned(), false, format!("cannot create a namespace for the tool probes: {e}"))],
+        });
         probe_in_namespace(caps, &ns);
         match nft.join() {
             Ok(found) => {
@@ -434,6 +441,7 @@ fn probe_pm(caps: &mut Capabilities, ns: &Netns) {
     let mut flags: Vec<(String, bool, String)> = Vec::new();
     let mut addr4_accepted = None;
     let mut extack: Option<(bool, String)> = None;
+    let mut by_token: Vec<(&str, bool, String)> = Vec::new();
     let mut sizes: Vec<(&str, Result<u32, String>)> = Vec::new();
     match PmClient::open(ns, "probe") {
         Err(e) => {
@@ -493,10 +501,30 @@ fn probe_pm(caps: &mut Capabilities, ns: &Netns) {
                 },
                 Ok(_) => (false, "set_flags on a missing endpoint was accepted".to_owned()),
             });
+            // A connection's own address list (userspace PM): a get or dump carrying a token
+            // is answered from that connection, so an unknown token is refused. Kernels
+            // without it ignore the token and answer from the namespace's endpoint table.
+            const UNKNOWN_TOKEN: u32 = 1;
+            let table = pm.add(Endpoint::new(IpAddr::from([10, 255, 2, 1])).with_id(1).with_flags(EndpointFlags::SIGNAL));
+            for (cap, req, what) in [
+                ("dump_by_token", wpm::PmRequest::DumpAddrs { token: Some(UNKNOWN_TOKEN) }, "a dump"),
+                ("get_by_token", wpm::PmRequest::GetAddr { id: 1, token: Some(UNKNOWN_TOKEN) }, "a get of endpoint 1"),
+            ] {
+                let found = match (&table, pm.request(&req)) {
+                    (_, Err(e)) => (true, format!("{what} with an unknown token is refused ({})", e.source)),
+                    (Ok(()), Ok(_)) => (false, format!("{what} with an unknown token is answered from the namespace's endpoint table: this kernel ignores the token (no per-connection address list)")),
+                    (Err(e), Ok(_)) => (false, format!("{what} with an unknown token is answered (and endpoint 1 could not be added: {})", e.source)),
+                };
+                by_token.push((cap, found.0, found.1));
+            }
+            let _ = pm.request(&wpm::PmRequest::FlushAddrs);
         }
     }
     if let Some((p, d)) = extack {
         caps.push("pm:extack", p, d);
+    }
+    for (name, p, d) in by_token {
+        caps.push(format!("pm:{name}"), p, d);
     }
     for (name, found) in sizes {
         let (value, detail) = match found {
@@ -595,6 +623,12 @@ fn probe_sockets(caps: &mut Capabilities, ns: &Netns) {
         (_, _) => (false, "the loopback MPTCP connection failed".to_owned()),
     };
     caps.push("pm:endp_fullmesh_max", fullmesh_max.0, fullmesh_max.1);
+    let (present, detail) = match (&pm, &recorder) {
+        (Some(pm), Ok(r)) => probe_family_match(ns, pm, r),
+        (None, _) => (false, "cannot open a PM client".to_owned()),
+        (_, Err(e)) => (false, format!("no event recorder: {e}")),
+    };
+    caps.push("pm:family_match", present, detail);
     match &recorder {
         Ok(r) => {
             let seen = r.wait_for(Deadline::after(Duration::from_millis(300)), |l| {
@@ -701,6 +735,62 @@ fn fastopen_listener() -> io::Result<()> {
 
 /// Runs inside the scratch namespace: listen, connect, accept over 127.0.0.1, then read the
 /// socket options of the client socket and dump the MPTCP sockets over inet_diag.
+/// Whether the in-kernel PM keeps to the connection's address family when it acts on an
+/// ADD_ADDR (as since 6.3): both ends of an IPv4 loopback connection announce an IPv6 signal
+/// endpoint (id 1), then an IPv4 one (id 2); with one accepted ADD_ADDR and one subflow, a PM
+/// that keeps to the family skips the IPv6 address and joins the IPv4 one, a PM that does not
+/// joins the IPv6 one (from the IPv4 socket) and has no room left for the IPv4 one. The first
+/// `sub_established` event decides. (Only the client's joins reach a listener.)
+fn probe_family_match(ns: &Netns, pm: &PmClient, recorder: &EventRecorder) -> (bool, String) {
+    let v6 = IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+    let v4 = IpAddr::from([127, 0, 0, 2]);
+    let reset = || {
+        let _ = pm.request(&wpm::PmRequest::FlushAddrs);
+        let _ = pm.request(&wpm::PmRequest::SetLimits { rcv_add_addrs: Some(0), subflows: Some(0) });
+    };
+    reset();
+    if let Err(e) = pm.request(&wpm::PmRequest::SetLimits { rcv_add_addrs: Some(1), subflows: Some(1) }) {
+        return (false, format!("SET_LIMITS 1 1 is refused: {}", e.source));
+    }
+    for (id, addr) in [(1, v6), (2, v4)] {
+        if let Err(e) = pm.add(Endpoint::new(addr).with_id(id).with_flags(EndpointFlags::SIGNAL)) {
+            reset();
+            return (false, format!("adding signal endpoint {addr} is refused: {}", e.source));
+        }
+    }
+    let joined = |l: &crate::events::EventLog| l.events.iter().find(|e| e.event.kind == EventKind::SubEstablished).and_then(|e| e.event.daddr);
+    let conn = ns.run(|| -> io::Result<_> {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let lst = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::MPTCP))?;
+        lst.bind(&SockAddr::from(std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))))?;
+        lst.listen(4)?;
+        let port = lst.local_addr()?.as_socket().map_or(0, |a| a.port());
+        let cli = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP))?;
+        cli.connect(&SockAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], port))))?;
+        lst.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let (srv, _) = lst.accept()?;
+        // Data both ways: each side is fully established, and its PM announces.
+        cli.send(b"p")?;
+        srv.send(b"p")?;
+        Ok((lst, cli, srv))
+    });
+    let deadline = Deadline::after(crate::env::scaled(Duration::from_secs(3), 1));
+    let found = match conn {
+        Ok(Ok(_sockets)) => {
+            recorder.wait_for(deadline, |l| joined(l).is_some());
+            match joined(&recorder.snapshot()) {
+                Some(a) if a.is_ipv4() => (true, format!("an IPv4 connection offered [::1] then 127.0.0.2 joined {a}: the IPv6 address was skipped")),
+                Some(a) => (false, format!("an IPv4 connection offered [::1] then 127.0.0.2 joined {a}: this PM pairs an IPv4 socket with IPv6 addresses")),
+                None => (false, "no join within the deadline on a loopback connection offered two signal addresses".to_owned()),
+            }
+        }
+        Ok(Err(e)) => (false, format!("the loopback MPTCP connection failed: {e}")),
+        Err(e) => (false, e.to_string()),
+    };
+    reset();
+    found
+}
+
 fn loopback_probe() -> io::Result<SocketFindings> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     let lst = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP))?;

@@ -814,6 +814,9 @@ pub struct KernelEntry {
     pub strict: bool,
     /// Capabilities this kernel is known to lack.
     pub allow_missing: Vec<String>,
+    /// Cases known to fail on this kernel, with why (`known_failures = [{ case, reason }]`):
+    /// their failure is an xfail in this kernel's run (MPTCP_CT_KNOWN_FAILURES).
+    pub known_failures: Vec<(String, String)>,
 }
 
 /// Parses the kernel list.
@@ -846,7 +849,7 @@ pub fn parse_kernel_list(text: &str) -> Result<Vec<KernelEntry>, String> {
             }
         };
         for key in t.keys() {
-            if !["name", "archive", "suite", "packages", "tags", "strict", "allow_missing"].contains(&key.as_str()) {
+            if !["name", "archive", "suite", "packages", "tags", "strict", "allow_missing", "known_failures"].contains(&key.as_str()) {
                 return Err(format!("unknown field {}", at(key)));
             }
         }
@@ -862,6 +865,27 @@ pub fn parse_kernel_list(text: &str) -> Result<Vec<KernelEntry>, String> {
                 Some(_) => return Err(format!("{} must be true or false", at("strict"))),
             },
             allow_missing: strings("allow_missing")?,
+            known_failures: match t.get("known_failures") {
+                None => Vec::new(),
+                Some(toml::Value::Array(a)) => a
+                    .iter()
+                    .enumerate()
+                    .map(|(j, v)| {
+                        let at = format!("{}[{j}]", at("known_failures"));
+                        let t = v.as_table().ok_or_else(|| format!("{at} must be a table {{ case, reason }}"))?;
+                        if let Some(k) = t.keys().find(|k| !["case", "reason"].contains(&k.as_str())) {
+                            return Err(format!("unknown field {at}.{k}"));
+                        }
+                        let get = |f: &str| t.get(f).and_then(|v| v.as_str()).filter(|s| !s.trim().is_empty()).map(str::to_owned).ok_or_else(|| format!("{at}.{f} must be a non-empty string"));
+                        let (case, reason) = (get("case")?, get("reason")?);
+                        if case.contains(char::is_whitespace) || reason.contains('\n') {
+                            return Err(format!("{at}: the case id has no spaces and the reason is one line"));
+                        }
+                        Ok((case, reason))
+                    })
+                    .collect::<Result<_, String>>()?,
+                Some(_) => return Err(format!("{} must be an array of tables", at("known_failures"))),
+            },
         };
         if e.name.is_empty() || !e.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             return Err(format!("{}: {:?} must be non-empty [A-Za-z0-9._-]", at("name"), e.name));
@@ -1623,6 +1647,15 @@ pub fn run_matrix(m: &MatrixOptions) -> u8 {
         // allow-list is about the host kernel); `--env` still overrides both.
         o.env.insert(0, ("MPTCP_CT_STRICT".into(), if k.strict { "1" } else { "0" }.into()));
         o.env.insert(1, ("MPTCP_CT_ALLOW_MISSING".into(), k.allow_missing.join(",")));
+        if !k.known_failures.is_empty() {
+            // A file beside the kernel's artifacts (the guest sees the host's file system).
+            let path = art_root.join(format!("{}.known-failures.txt", k.name));
+            let text: String = k.known_failures.iter().map(|(c, r)| format!("{c} {r}\n")).collect();
+            match std::fs::create_dir_all(&art_root).and_then(|()| std::fs::write(&path, text)) {
+                Ok(()) => o.env.insert(2, ("MPTCP_CT_KNOWN_FAILURES".into(), path.display().to_string())),
+                Err(e) => eprintln!("[{}] cannot write {}: {e}; known failures not applied", k.name, path.display()),
+            }
+        }
         let outcome = if find_image(&kernels_dir.join(&k.name)).is_none() {
             VmOutcome::error(&k.name, &art_root.join(&k.name), format!("not fetched: no kernel in {} (run ci/fetch-kernels {})", kernels_dir.join(&k.name).display(), k.name))
         } else {
@@ -1829,8 +1862,20 @@ mod tests {
         assert!(select_kernels(&all, &["c".into()], &[]).unwrap_err().contains("known: a, b"));
         assert!(parse_kernel_list("[[kernel]]\nname = \"a\"\nsuite = \"s\"\npackages = [\"unpinned\"]\n").unwrap_err().contains("not pinned"));
         assert!(parse_kernel_list("[[kernel]]\nname = \"a\"\nsuite = \"s\"\npackages = [\"p=1\"]\ntypo = 1\n").unwrap_err().contains("unknown field kernel[0].typo"));
+        let kf = "[[kernel]]\nname = \"a\"\nsuite = \"s\"\npackages = [\"p=1\"]\nknown_failures = [{ case = \"join::x\", reason = \"a bug\" }]\n";
+        assert_eq!(parse_kernel_list(kf).unwrap()[0].known_failures, [("join::x".to_owned(), "a bug".to_owned())]);
+        assert!(parse_kernel_list(&kf.replace("reason", "why")).unwrap_err().contains("unknown field kernel[0].known_failures[0].why"));
+        assert!(parse_kernel_list(&kf.replace("\"a bug\"", "\"\"")).unwrap_err().contains("known_failures[0].reason must be a non-empty string"));
         let repo = parse_kernel_list(&fs::read_to_string(workspace_root().join("ci/kernels.toml")).unwrap()).unwrap();
         assert!(repo.len() >= 3, "the repository's list parses");
+        // Every known failure names a case of the library.
+        let lib = crate::library::Library::default_location();
+        for k in &repo {
+            for (case, _) in &k.known_failures {
+                let file = lib.cases.join(case.replace("::", "/") + ".toml");
+                assert!(file.is_file(), "{}: known failure {case}: no {}", k.name, file.display());
+            }
+        }
     }
 
     #[test]

@@ -179,6 +179,8 @@ impl Needs {
                             }
                         }
                         PmCommand::SetFlags { flags, .. } => self.flags(flags, at),
+                        PmCommand::Dump { token: Some(_) } => self.add("pm:dump_by_token".into(), at.clone()),
+                        PmCommand::Get { token: Some(_), .. } => self.add("pm:get_by_token".into(), at.clone()),
                         _ => {}
                     }
                     for e in expect.endpoint.iter().chain(expect.endpoints.iter().flatten()) {
