@@ -106,7 +106,7 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
         start = Instant::now();
         match blockers(case) {
             Some(reason) => (Verdict::Skip(reason), String::new(), None),
-            None => attempts(case, ctx),
+            None => watched(case, ctx),
         }
     };
     let verdict = match (&case.flaky, verdict) {
@@ -130,6 +130,51 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
         format!("not checked here (the kernel does not expose these counters): {}\n{report}", list.join(", "))
     };
     CaseResult { id: case.id.clone(), verdict, elapsed: start.elapsed(), report, artifacts }
+}
+
+/// What each running case is doing (case id -> phase), for the watchdog's report.
+static PROGRESS: std::sync::Mutex<BTreeMap<String, String>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn progress(case: &Case, phase: impl Into<String>) {
+    PROGRESS.lock().unwrap_or_else(|p| p.into_inner()).insert(case.id.clone(), phase.into());
+}
+
+/// Runs the case's attempts on a thread of their own and waits at most twice the case's
+/// scaled deadline (for every attempt) plus a minute. Every wait inside a case has a
+/// deadline, so this only fires on a call that blocks without one (a kernel that never
+/// answers, a harness bug): the case fails, naming the phase it was in, and the run goes on.
+/// The thread is left behind; its namespaces go when the process exits.
+fn watched(case: &Case, ctx: &RunContext) -> (Verdict, String, Option<PathBuf>) {
+    let deadline = env::scaled(case.timeout, ctx.concurrency);
+    let limit = deadline * 2 * MAX_ATTEMPTS as u32 + Duration::from_secs(60);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (owned, octx) = (case.clone(), ctx.clone());
+    let spawned = std::thread::Builder::new().name(format!("case {}", case.id)).spawn(move || {
+        let r = attempts(&owned, &octx);
+        PROGRESS.lock().unwrap_or_else(|p| p.into_inner()).remove(&owned.id);
+        let _ = tx.send(r);
+    });
+    if let Err(e) = spawned {
+        return (Verdict::Fail, format!("could not start a thread for the case: {e}\n"), None);
+    }
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            let phase = PROGRESS.lock().unwrap_or_else(|p| p.into_inner()).get(&case.id).cloned().unwrap_or_else(|| "(unknown)".into());
+            let report = format!(
+                "case: {} ({})\nHUNG: the case did not finish within {} s (its deadline is {} s, scaled): it was {phase}.\n\
+                 A call blocked without a deadline; the run goes on without it (its namespaces go when the process exits).\n",
+                case.summary,
+                case.id,
+                limit.as_secs(),
+                deadline.as_secs()
+            );
+            (Verdict::Fail, report, None)
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            (Verdict::Fail, format!("case: {} ({})\nthe case's thread panicked (see stderr)\n", case.summary, case.id), None)
+        }
+    }
 }
 
 /// Attempts a case may have when a failed one meets a `[[rerun_if]]` condition.
@@ -252,6 +297,7 @@ fn execute(case: &Case, ctx: &RunContext, rerun: &mut Vec<String>) -> (Verdict, 
     let mut report = String::new();
     let t0 = Instant::now();
     let mut phases: Vec<(&str, Duration)> = Vec::new();
+    progress(case, "building the topology");
     let topo = match Topology::build(&case.topology) {
         Ok(t) => t,
         Err(e) => return (Verdict::Fail, format!("building topology {:?} failed: {e}\n", case.topology.name), None),
@@ -290,6 +336,7 @@ fn execute(case: &Case, ctx: &RunContext, rerun: &mut Vec<String>) -> (Verdict, 
         }
     }
 
+    progress(case, "setting up the hosts (sysctls, limits, endpoints, impairments)");
     let setup_listeners = match setup_hosts(case, &topo) {
         Ok(l) => l,
         Err(e) => {
@@ -312,6 +359,7 @@ fn execute(case: &Case, ctx: &RunContext, rerun: &mut Vec<String>) -> (Verdict, 
     // Connections are established first; the steps run while they are open (tokens and
     // ports are known as `$connN.*` variables); then the transfers run and the sockets close.
     phases.push(("setup", t0.elapsed()));
+    progress(case, "running the connections and steps");
     let mut steplog = Vec::new();
     let mut step_failure = None;
     let mut held_listeners = Vec::new();
@@ -422,6 +470,7 @@ fn execute(case: &Case, ctx: &RunContext, rerun: &mut Vec<String>) -> (Verdict, 
     // hold, or until a short settle deadline, then judge the final values.
     let settle = Deadline::after(env::scaled(Duration::from_secs(2), ctx.concurrency)).min(deadline);
     phases.push(("traffic", t0.elapsed()));
+    progress(case, "waiting for the counters to settle");
     drop(held_listeners);
     drop(setup_listeners);
     let events_hold = || {
@@ -439,6 +488,7 @@ fn execute(case: &Case, ctx: &RunContext, rerun: &mut Vec<String>) -> (Verdict, 
         Err(e) => return finish(case, ctx, topo, Verdict::Fail, format!("{report}{e}\n")),
     };
     phases.push(("settle", t0.elapsed()));
+    progress(case, "judging and writing the report (capture, kernel log)");
     if env::verbose() {
         eprintln!("{}: {}", case.id, phases.iter().map(|(n, d)| format!("{n} @{}ms", d.as_millis())).collect::<Vec<_>>().join(", "));
     }

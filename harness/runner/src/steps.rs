@@ -79,12 +79,26 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 let base = before.get(host).cloned().unwrap_or_default();
                 let deadline = Deadline::after(crate::env::scaled(*timeout, *concurrency));
                 let mut last = String::new();
+                // A counter that only grows and is past the expected value will not come back:
+                // fail at once instead of at the deadline.
+                let mut overshot = None;
                 let ok = poll_until(deadline, || {
                     let d = base.delta(&h.mib.snapshot().ok()?);
                     last = counters.iter().map(|(n, _)| format!("{n}={}", d.get(n).map_or("-".into(), |v| v.to_string()))).collect::<Vec<_>>().join(" ");
+                    if let Some((n, v, max)) = counters.iter().find_map(|(n, want)| {
+                        let v = d.get(n)?;
+                        let max = want.upper_bound()?;
+                        (v > max && mptcp_spec::counters::only_grows(n)).then(|| (n.clone(), v, max))
+                    }) {
+                        overshot = Some(format!("{n} is {v}, past {max}, and only grows; last seen: {last}"));
+                        return Some(());
+                    }
                     counters.iter().all(|(n, want)| d.get(n).is_some_and(|v| want.matches(v))).then_some(())
                 });
                 let want = counters.iter().map(|(n, w)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
+                if let Some(detail) = overshot {
+                    return Err(StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("wait_counter {want}"), detail });
+                }
                 if ok.is_err() {
                     return Err(StepFailure { skip: false, at: at.clone(), host: host.clone(), command: format!("wait_counter {want}"), detail: format!("not reached within {:?}; last seen: {last}", crate::env::scaled(*timeout, *concurrency)) });
                 }

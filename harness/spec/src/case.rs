@@ -275,6 +275,16 @@ pub enum CounterExpect {
 }
 
 impl CounterExpect {
+    /// The largest value that satisfies the expectation, if bounded: a counter that only grows
+    /// and is already above it can never satisfy it.
+    pub fn upper_bound(&self) -> Option<i64> {
+        match *self {
+            CounterExpect::Eq(e) => Some(e),
+            CounterExpect::Range { max, .. } => max,
+            CounterExpect::Any => None,
+        }
+    }
+
     /// Whether an observed delta satisfies the expectation.
     pub fn matches(&self, v: i64) -> bool {
         match *self {

@@ -199,6 +199,17 @@ fn distance(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn gauges_do_not_only_grow() {
+        assert!(only_grows("MPTcpExtMPJoinAckRx"));
+        assert!(!only_grows("MPTcpExtMPCurrEstab"));
+        assert!(only_grows("TcpExtTCPSynRetrans"));
+        assert!(!only_grows("TcpCurrEstab"));
+        assert_eq!(crate::case::CounterExpect::Eq(2).upper_bound(), Some(2));
+        assert_eq!(crate::case::CounterExpect::Range { min: Some(1), max: None }.upper_bound(), None);
+        assert_eq!(crate::case::CounterExpect::Any.upper_bound(), None);
+    }
     use super::*;
 
     #[test]
@@ -230,5 +241,15 @@ mod tests {
         assert_eq!(suggest("MPTcpExtMPJoinSynRX").as_deref(), Some("MPTcpExtMPJoinSynRx"));
         assert_eq!(suggest("MPTcpExtMPCapableSynRx").as_deref(), Some("MPTcpExtMPCapableSYNRX"));
         assert_eq!(suggest("zzzzzzzzzzzzzzzzzzzzzzzzzzzzz"), None);
+    }
+}
+
+/// Whether a counter only grows (its delta over a case never decreases): the MPTCP
+/// catalogue's counters that are not gauges, and the TcpExt row (all event counters).
+pub fn only_grows(name: &str) -> bool {
+    match class_of(name) {
+        Some(Class::Gauge) => false,
+        Some(_) => true,
+        None => name.starts_with("TcpExt"),
     }
 }
