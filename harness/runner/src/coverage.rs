@@ -86,8 +86,10 @@ impl Collect<'_> {
                 Step::WaitEvent { event, .. } => self.add(CATEGORIES[1], event.kind.clone()),
                 Step::WaitCounter { counters, .. } => {
                     for (c, e) in counters {
-                        if c.starts_with("MPTcpExt") && bounded(e) {
-                            self.add(CATEGORIES[0], c.clone());
+                        for part in mptcp_spec::counters::sum_parts(c) {
+                            if part.starts_with("MPTcpExt") && bounded(e) {
+                                self.add(CATEGORIES[0], part.to_owned());
+                            }
                         }
                     }
                 }

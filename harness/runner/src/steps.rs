@@ -82,18 +82,21 @@ pub fn run(ctx: &mut StepContext<'_>, steps: &[Step]) -> Result<(), StepFailure>
                 // A counter that only grows and is past the expected value will not come back:
                 // fail at once instead of at the deadline.
                 let mut overshot = None;
+                // A key "A + B" waits on the sum of its counters.
+                let value = |d: &mptcp_wire::mib::Snapshot, key: &str| -> Option<i64> { mptcp_spec::counters::sum_parts(key).iter().map(|p| d.get(p)).sum() };
+                let grows = |key: &str| mptcp_spec::counters::sum_parts(key).iter().all(|p| mptcp_spec::counters::only_grows(p));
                 let ok = poll_until(deadline, || {
                     let d = base.delta(&h.mib.snapshot().ok()?);
-                    last = counters.iter().map(|(n, _)| format!("{n}={}", d.get(n).map_or("-".into(), |v| v.to_string()))).collect::<Vec<_>>().join(" ");
+                    last = counters.iter().map(|(n, _)| format!("{n}={}", value(&d, n).map_or("-".into(), |v| v.to_string()))).collect::<Vec<_>>().join(" ");
                     if let Some((n, v, max)) = counters.iter().find_map(|(n, want)| {
-                        let v = d.get(n)?;
+                        let v = value(&d, n)?;
                         let max = want.upper_bound()?;
-                        (v > max && mptcp_spec::counters::only_grows(n)).then(|| (n.clone(), v, max))
+                        (v > max && grows(n)).then(|| (n.clone(), v, max))
                     }) {
                         overshot = Some(format!("{n} is {v}, past {max}, and only grows; last seen: {last}"));
                         return Some(());
                     }
-                    counters.iter().all(|(n, want)| d.get(n).is_some_and(|v| want.matches(v))).then_some(())
+                    counters.iter().all(|(n, want)| value(&d, n).is_some_and(|v| want.matches(v))).then_some(())
                 });
                 let want = counters.iter().map(|(n, w)| format!("{n} {w}")).collect::<Vec<_>>().join(", ");
                 if let Some(detail) = overshot {

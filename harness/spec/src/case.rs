@@ -1644,6 +1644,20 @@ strict = false
     }
 
     #[test]
+    fn wait_counter_keys_may_add_counters_up() {
+        let with = |w: &str| GOOD.replace("[expect.server.counters]", &format!("[[steps]]\nhost = \"server\"\nwait_counter = {{ {w} }}\n\n[expect.server.counters]"));
+        let c = load(&with("\"MPTcpExtMPJoinSynTxBindErr + MPTcpExtMPJoinSynTxCreatSkErr\" = 1")).unwrap();
+        match &c.steps[0] {
+            crate::steps::Step::WaitCounter { counters, .. } => assert_eq!(counters[0].0, "MPTcpExtMPJoinSynTxBindErr + MPTcpExtMPJoinSynTxCreatSkErr"),
+            other => panic!("{other:?}"),
+        }
+        let e = one_error(&with("\"MPTcpExtMPJoinSynTxBindErr + MPTcpExtNoSuch\" = 1"));
+        assert!(e.contains("unknown counter \"MPTcpExtNoSuch\""), "{e}");
+        assert_eq!(crate::counters::sum_parts("A + B"), ["A", "B"]);
+        assert_eq!(crate::counters::sum_parts("A"), ["A"]);
+    }
+
+    #[test]
     fn rerun_if_is_parsed_and_checked() {
         let with = |t: &str| GOOD.replace("topology = \"pair\"\n", &format!("topology = \"pair\"\n{t}\n"));
         let c = load(&with("[[rerun_if]]\nhost = \"client\"\ncounter = \"TcpExtTCPSynRetrans\"\nreason = \"r\"")).unwrap();

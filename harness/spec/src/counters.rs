@@ -244,6 +244,12 @@ mod tests {
     }
 }
 
+/// The counters a `wait_counter` key adds up: `"A + B"` is the sum of A and B (e.g. the
+/// ways one attempt can fail), a plain name is itself.
+pub fn sum_parts(key: &str) -> Vec<&str> {
+    key.split('+').map(str::trim).collect()
+}
+
 /// Whether a counter only grows (its delta over a case never decreases): the MPTCP
 /// catalogue's counters that are not gauges, and the TcpExt row (all event counters).
 pub fn only_grows(name: &str) -> bool {

@@ -542,9 +542,11 @@ fn validate_step(
         let mut counters = Vec::new();
         for (name, v) in w {
             let ap = at.key("wait_counter").key(name);
-            if !crate::counters::is_known(name) {
-                let hint = crate::counters::suggest(name).map(|x| format!("; did you mean {x:?}?")).unwrap_or_default();
-                errs.push(src.error(ap, format!("unknown counter {name:?}{hint}")));
+            // A key may add counters up: "A + B".
+            let unknown: Vec<&str> = crate::counters::sum_parts(name).into_iter().filter(|p| !crate::counters::is_known(p)).collect();
+            if let Some(part) = unknown.first() {
+                let hint = crate::counters::suggest(part).map(|x| format!("; did you mean {x:?}?")).unwrap_or_default();
+                errs.push(src.error(ap, format!("unknown counter {part:?}{hint}")));
                 continue;
             }
             if let Some(c) = crate::case::counter_expect(v, &ap, src, errs) {

@@ -190,7 +190,9 @@ impl Needs {
                 Step::WaitEvent { at, event, .. } => self.event(&event.kind, at),
                 Step::WaitCounter { at, counters, .. } => {
                     for (c, _) in counters {
-                        self.add(format!("counter:{c}"), at.clone());
+                        for part in mptcp_spec::counters::sum_parts(c) {
+                            self.add(format!("counter:{part}"), at.clone());
+                        }
                     }
                 }
                 Step::WaitInfo { at, fields, .. } => {
