@@ -100,27 +100,28 @@ pub fn run(case: &Case, ctx: &RunContext) -> CaseResult {
         } else {
             Box::new(SERIAL.read().unwrap_or_else(|p| p.into_inner()))
         };
+        let blocked = blockers(case);
         // Also across processes: no cooperating harness process records events meanwhile.
-        let _exclusive = (blockers(case).is_none() && case.without_pm_listeners()).then(crate::daemon_lock::exclusive);
+        let _exclusive = (blocked.is_none() && case.without_pm_listeners()).then(crate::daemon_lock::exclusive);
         // The case's time (and its deadline, set in `execute`) starts once it may run.
         start = Instant::now();
-        match blockers(case) {
+        match blocked {
             Some(reason) => (Verdict::Skip(reason), String::new(), None),
             None => watched(case, ctx),
         }
     };
-    let verdict = match (&case.flaky, verdict) {
-        (Some(x), Verdict::Fail) => Verdict::XFail(format!("flaky: {}{}", x.reason, x.link.as_ref().map(|l| format!(" ({l})")).unwrap_or_default())),
-        (_, v) => v,
-    };
-    // The kernel under test's known failures (the kernel matrix's list): reported, not red.
-    let verdict = match (env::known_failures().get(&case.id), verdict) {
-        (Some(reason), Verdict::Fail) => Verdict::XFail(format!("known failure on this kernel: {reason}")),
-        (_, v) => v,
-    };
-    let verdict = match (&case.xfail, verdict) {
-        (Some(x), Verdict::Fail) => Verdict::XFail(format!("{}{}", x.reason, x.link.as_ref().map(|l| format!(" ({l})")).unwrap_or_default())),
-        (Some(_), Verdict::Pass) => Verdict::XPass,
+    // A failure that is expected says why: upstream's flaky marker, the kernel matrix's known
+    // failures of the kernel under test, the case's own xfail (whose pass is an XPass).
+    let described = |x: &mptcp_spec::case::XFail| format!("{}{}", x.reason, x.link.as_ref().map(|l| format!(" ({l})")).unwrap_or_default());
+    let expected_failure = case
+        .flaky
+        .as_ref()
+        .map(|x| format!("flaky: {}", described(x)))
+        .or_else(|| env::known_failures().get(&case.id).map(|r| format!("known failure on this kernel: {r}")))
+        .or_else(|| case.xfail.as_ref().map(described));
+    let verdict = match (expected_failure, verdict) {
+        (Some(why), Verdict::Fail) => Verdict::XFail(why),
+        (_, Verdict::Pass) if case.xfail.is_some() => Verdict::XPass,
         (_, v) => v,
     };
     let report = if unchecked.is_empty() || matches!(verdict, Verdict::Skip(_)) {

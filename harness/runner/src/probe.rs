@@ -766,7 +766,7 @@ fn probe_family_match(ns: &Netns, pm: &PmClient, recorder: &EventRecorder) -> (b
         lst.listen(4)?;
         let port = lst.local_addr()?.as_socket().map_or(0, |a| a.port());
         let cli = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP))?;
-        cli.connect(&SockAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], port))))?;
+        cli.connect_timeout(&SockAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], port))), Duration::from_secs(1))?;
         lst.set_read_timeout(Some(Duration::from_secs(1)))?;
         let (srv, _) = lst.accept()?;
         // Data both ways: each side is fully established, and its PM announces.

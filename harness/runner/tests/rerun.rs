@@ -7,6 +7,10 @@
 //! and the condition is put on a counter that certainly moves (`TcpActiveOpens` of the
 //! client, one per connection and subflow) or certainly does not exceed its bound.
 //!
+//! The second test checks the other ways a failure can be expected (`flaky`, `xfail`) on
+//! the same variants: a failure becomes an xfail with the reason, an xfail case that passes
+//! an XPass, a flaky case that passes a pass.
+//!
 //! Needs root (namespaces); without it the test prints why and passes.
 
 use mptcp_runner::case::{self, RunContext, Verdict};
@@ -17,12 +21,20 @@ use mptcp_spec::{Case, Topology};
 const FILE: &str = "join/syncookies/single_subflow_with_syn_cookies.toml";
 
 fn variant(lib: &Library, wrong_count: bool, rerun_above: Option<u32>) -> Case {
+    marked(lib, wrong_count, rerun_above, "")
+}
+
+/// `variant` with `marker` (e.g. `flaky = { reason = "r" }`) added after the topology line.
+fn marked(lib: &Library, wrong_count: bool, rerun_above: Option<u32>, marker: &str) -> Case {
     let path = lib.cases.join(FILE);
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{FILE}: {e}"));
     // Drop the file's own conditions: this test sets its own.
     if let Some(at) = text.find("[[rerun_if]]") {
         let end = text[at..].find("\n\n").map_or(text.len(), |e| at + e + 2);
         text.replace_range(at..end, "");
+    }
+    if !marker.is_empty() {
+        text = text.replacen("topology = \"base\"\n", &format!("topology = \"base\"\n{marker}\n"), 1);
     }
     if wrong_count {
         let from = "MPTcpExtMPJoinSynRx = 1  # chk_join_nr";
@@ -68,4 +80,24 @@ fn failed_attempts_meeting_the_condition_are_rerun_and_reported() {
     let r = case::run(&variant(&lib, false, Some(0)), &ctx);
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.report);
     assert!(!r.report.contains("set aside"), "{}", r.report);
+}
+
+#[test]
+fn expected_failures_are_xfails_and_an_xfail_that_passes_is_an_xpass() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("xfail test: needs root (network namespaces); skipped");
+        return;
+    }
+    let lib = Library::default_location();
+    let ctx = RunContext::from_env(1);
+    let flaky = "flaky = { reason = \"known to be flaky\" }";
+    let xfail = "xfail = { reason = \"known broken\" }";
+    let r = case::run(&marked(&lib, true, None, flaky), &ctx);
+    assert_eq!(r.verdict, Verdict::XFail("flaky: known to be flaky".into()), "{}", r.report);
+    let r = case::run(&marked(&lib, false, None, flaky), &ctx);
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.report);
+    let r = case::run(&marked(&lib, true, None, xfail), &ctx);
+    assert_eq!(r.verdict, Verdict::XFail("known broken".into()), "{}", r.report);
+    let r = case::run(&marked(&lib, false, None, xfail), &ctx);
+    assert_eq!(r.verdict, Verdict::XPass, "{}", r.report);
 }
